@@ -1,0 +1,42 @@
+# Two commands for a fresh machine: `make demo` (the main job) and `make test` (the tests).
+# The virtualenv lives outside the clone, keyed on the dependency files, so repeat runs are quick.
+SHELL := /bin/bash
+PYTHON ?= python3
+DEPS_HASH := $(shell cat pyproject.toml requirements-nodeps.txt | sha256sum | cut -c1-12)
+VENV ?= $(HOME)/.cache/panther/venv-$(DEPS_HASH)
+BIN := $(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export PANTHER_HOME ?= $(HOME)/.cache/panther
+DEMO_DIR ?= $(PANTHER_HOME)/demo
+PYTEST_ARGS ?=
+
+.PHONY: install test lint demo demo-stop clean-venv
+
+$(VENV)/.deps-installed: pyproject.toml requirements-nodeps.txt
+	@echo "== creating $(VENV) (first run installs torch & co; later runs reuse it)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77" wheel
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	touch $@
+
+# The editable install points the cached venv at THIS clone (CI clones elsewhere each run).
+install: $(VENV)/.deps-installed
+	@if [ "$$(cat $(VENV)/.project-path 2>/dev/null)" != "$(CURDIR)" ]; then \
+		$(BIN)/pip install -q --no-deps --no-build-isolation -e . && echo "$(CURDIR)" > $(VENV)/.project-path; fi
+	@$(BIN)/python -c "import numpy, sys; v = numpy.__version__; sys.exit(0 if v.startswith('1.') else f'numpy {v}: tritonserver needs numpy<2')"
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	bash deploy/local/demo.sh "$(DEMO_DIR)"
+
+demo-stop: install
+	-panther kafka stop
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,15 @@
+"""User-facing errors: the CLI prints their message on one line and exits non-zero, no stack trace."""
+
+from __future__ import annotations
+
+
+class PantherError(Exception):
+    """Something the user can fix (bad file, unreachable service, wrong flag); the message says how."""
+
+    exit_code = 2
+
+
+class KafkaUnreachable(PantherError):
+    def __init__(self, bootstrap: str, detail: str = "") -> None:
+        hint = " (start one with `panther kafka start`, or set PANTHER_KAFKA_BOOTSTRAP)"
+        super().__init__(f"Kafka is not reachable at {bootstrap}{': ' + detail if detail else ''}{hint}")

@@ -1,0 +1,80 @@
+"""Runtime configuration: one pydantic settings object fed by `PANTHER_*` environment variables.
+
+Defaults run everything on one machine over loopback; production overrides them through the
+environment (see docs/CONFIGURATION.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# librdkafka's own log lines (connection refused, retries) go here instead of raw stderr, so a user
+# sees our one-line error; an application that configures logging still receives them.
+KAFKA_CLIENT_LOG = logging.getLogger("panther.librdkafka")
+KAFKA_CLIENT_LOG.addHandler(logging.NullHandler())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PANTHER_", extra="ignore")
+
+    # Where local services keep jars, data and logs (outside any git clone).
+    home: Path = Field(default=Path.home() / ".cache" / "panther")
+
+    # Kafka client side.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_timeout_s: float = 10.0
+
+    # Local single-node KRaft broker (`panther kafka start`).
+    kafka_version: str = "4.1.1"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 9092
+    controller_port: int = 9093
+    broker_heap: str = "512m"
+
+    # Topics (co-partitioned by user_id: transactions and user-profiles share `partitions`).
+    topic_transactions: str = "transactions"
+    topic_profiles: str = "user-profiles"
+    topic_alerts: str = "fraud-alerts"
+    topic_scores: str = "transaction-scores"
+    topic_dlq: str = "transactions-dlq"
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    retention_ms: int = 7 * 24 * 3600 * 1000
+
+    # Input limits (bad input goes to the DLQ, never crashes a consumer).
+    max_message_bytes: int = 64 * 1024
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every confluent-kafka client (producer, consumer, admin)."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+            "logger": KAFKA_CLIENT_LOG,
+            "log.connection.close": False,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            config["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return config
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,101 @@
+"""Shared fixtures: a real Kafka broker for integration tests, and unique topic names.
+
+`kafka_bootstrap` is an external cluster when PANTHER_KAFKA_BOOTSTRAP is set, otherwise a local
+KRaft broker started from jars (stream/broker.py) on free loopback ports for the whole session. Its
+jars come from the machine-wide cache (`Settings().home / "jars"`), so Maven runs once per machine;
+its data lives in a pytest temp dir and disappears with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from stream.broker import BrokerError, LocalKafka, ToolMissing, free_ports
+from stream.settings import Settings
+
+EXTERNAL_ENV = "PANTHER_KAFKA_BOOTSTRAP"
+CONTAINER_IMAGE_ENV = "PANTHER_KAFKA_IMAGE"
+DEFAULT_CONTAINER_IMAGE = "confluentinc/cp-kafka:8.1.0"  # Confluent Platform 8.1 = Apache Kafka 4.1
+
+
+def _announce(config: pytest.Config, message: str) -> None:
+    """Write past pytest's output capture, so the CI log shows that a real broker ran."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\n{message}", file=sys.stderr, flush=True)  # leading newline: progress dots precede
+
+
+@pytest.fixture(scope="session")
+def local_kafka(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalKafka]:
+    """The session's own broker (skipped when the tests run against an external cluster)."""
+    if os.environ.get(EXTERNAL_ENV):
+        pytest.skip(f"{EXTERNAL_ENV} is set: tests use that cluster, no local broker is managed")
+    settings = Settings()
+    port, controller_port = free_ports(2)
+    kafka = LocalKafka(
+        settings.home,
+        version=settings.kafka_version,
+        port=port,
+        controller_port=controller_port,
+        heap=settings.broker_heap,
+        data_dir=tmp_path_factory.mktemp("kafka"),
+    )
+    try:
+        kafka.start(wait_s=120)
+    except ToolMissing as exc:
+        pytest.skip(f"cannot run a local Kafka broker: {exc}")
+    except BrokerError as exc:
+        pytest.fail(f"local Kafka broker did not start: {exc}", pytrace=False)
+    _announce(
+        request.config, f"kafka broker started at {kafka.bootstrap} (Kafka {kafka.version}, {kafka.data_dir})"
+    )
+    yield kafka
+    kafka.stop()
+    _announce(request.config, f"kafka broker stopped ({kafka.bootstrap})")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """`host:port` of a live Kafka: PANTHER_KAFKA_BOOTSTRAP if set, else the session's local broker."""
+    external = os.environ.get(EXTERNAL_ENV)
+    if external:
+        _announce(request.config, f"kafka broker: external cluster at {external}")
+        return external
+    kafka: LocalKafka = request.getfixturevalue("local_kafka")
+    return kafka.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_container_bootstrap() -> Iterator[str]:
+    """A Kafka in a testcontainers container, only where a Docker engine answers (skipped otherwise)."""
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as exc:  # no socket, no daemon, no permission: all mean "no Docker here"
+        pytest.skip(f"no Docker engine answers ({type(exc).__name__}); testcontainers path not run")
+    from testcontainers.community.kafka import KafkaContainer
+
+    image = os.environ.get(CONTAINER_IMAGE_ENV, DEFAULT_CONTAINER_IMAGE)
+    with KafkaContainer(image).with_kraft() as container:
+        yield container.get_bootstrap_server()
+
+
+@pytest.fixture
+def unique_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Makes topic names no other test (or earlier run against a shared cluster) has used."""
+    test_name = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:40]
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{test_name}-{uuid.uuid4().hex[:8]}"
+
+    return make
