@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -99,7 +100,7 @@ def kafka_status(as_json: bool) -> None:
     from stream.broker import LocalKafka
 
     status = LocalKafka.from_settings(Settings()).status()
-    emit({k: str(v) if isinstance(v, Path) else v for k, v in status.__dict__.items()}, as_json)
+    emit({k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(status).items()}, as_json)
     if not status.running:
         sys.exit(1)
 
@@ -197,6 +198,215 @@ def tail(
             click.echo(record.value.decode("utf-8", "replace"))
         else:
             render(record)
+
+
+# ---------------------------------------------------------------- models
+DATA_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+MODEL_DIR = click.Path(file_okay=False, exists=True, path_type=Path)
+DEVICE = click.Choice(["auto", "cpu", "cuda"])
+
+
+@main.command()
+@click.option("--transactions", required=True, type=DATA_FILE)
+@click.option("--profiles", default=None, type=DATA_FILE)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-len", default=100, show_default=True, type=click.IntRange(min=2))
+@click.option("--device", default="auto", show_default=True, type=DEVICE)
+@click.option("--ablations/--no-ablations", default=True, show_default=True, help="Ablation ladder too.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def pretrain(transactions: Path, profiles: Path | None, out_dir: Path, epochs: int, max_len: int, device: str,
+             ablations: bool, seed: int, as_json: bool) -> None:  # fmt: skip
+    """Tokenizer + PANTHER pretraining (with SASRec, popularity and Markov side by side) → model artefact."""
+    from models.training import pretrain_transactions
+
+    emit(pretrain_transactions(transactions, profiles, out_dir, epochs, device, max_len, ablations=ablations,
+                               seed=seed, progress=not as_json), as_json)  # fmt: skip
+
+
+@main.command("fit-fraud")
+@click.option("--model", "model_dir", required=True, type=MODEL_DIR)
+@click.option("--transactions", required=True, type=DATA_FILE)
+@click.option("--profiles", default=None, type=DATA_FILE)
+@click.option("--epochs", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, type=DEVICE)
+@click.option("--fine-tune", is_flag=True, help="Also fine-tune the pretrained encoder (frozen by default).")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def fit_fraud(model_dir: Path, transactions: Path, profiles: Path | None, epochs: int, device: str,
+              fine_tune: bool, as_json: bool) -> None:  # fmt: skip
+    """Trains the hybrid fraud head (DCN) on labeled data and saves it into the artefact."""
+    from models.fraud.api import fit_fraud as fit
+
+    emit(fit(model_dir, transactions, profiles, epochs=epochs, device=device, fine_tune=fine_tune), as_json)
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, type=MODEL_DIR)
+@click.option("--transactions", required=True, type=DATA_FILE)
+@click.option("--profiles", default=None, type=DATA_FILE)
+@click.option("--since", default=None, help="Evaluate events at/after this time (earlier ones build state).")
+@click.option("--device", default="auto", show_default=True, type=DEVICE)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def evaluate(model_dir: Path, transactions: Path, profiles: Path | None, since: str | None, device: str,
+             as_json: bool) -> None:  # fmt: skip
+    """Next-transaction metrics (full ranking) and, when labels and a fraud head exist, fraud metrics."""
+    from models.training import evaluate_transactions
+
+    next_txn = evaluate_transactions(
+        model_dir, transactions, profiles, device, start=since, progress=not as_json
+    )
+    result = {"next_transaction": next_txn}
+    if (model_dir / "fraud_head.json").is_file():
+        from models.fraud.api import evaluate_fraud
+
+        result["fraud"] = evaluate_fraud(model_dir, transactions, profiles, device, since=since)
+    emit(result, as_json)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks (speed and quality); record results in docs/BENCHMARKS.md with the command."""
+
+
+@bench.command("movielens")
+@click.option("--path", default=None, type=click.Path(exists=True, path_type=Path), help="Default: ML-1M.")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, type=DEVICE)
+@click.option("--max-len", default=200, show_default=True)
+@click.option("--time-budget-s", default=None, type=float, help="Stop training each model after this long.")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def bench_movielens(path: Path | None, epochs: int, device: str, max_len: int, time_budget_s: float | None,
+                    as_json: bool) -> None:  # fmt: skip
+    """PANTHER vs SASRec vs popularity vs Markov on MovieLens, full ranking, leave-last-out."""
+    from models.bench import run_movielens_bench
+
+    emit(run_movielens_bench(path, epochs, device, max_len, time_budget_s=time_budget_s,
+                             progress=not as_json), as_json)  # fmt: skip
+
+
+@bench.command("sprm-memory")
+@click.option("--lengths", default="512,1024,2048,4096,8192", show_default=True)
+@click.option("--device", default="auto", show_default=True, type=DEVICE)
+@click.option("--budget-s", default=None, type=float)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def bench_sprm_memory(lengths: str, device: str, budget_s: float | None, as_json: bool) -> None:
+    """Peak memory and time per training step vs sequence length: SPRM-only vs full attention."""
+    from models.bench import run_sprm_memory_bench
+
+    sizes = tuple(int(part) for part in lengths.split(","))
+    emit(run_sprm_memory_bench(sizes, device=device, budget_s=budget_s), as_json)
+
+
+@bench.command("fraud")
+@click.option("--transactions", required=True, type=DATA_FILE)
+@click.option("--profiles", default=None, type=DATA_FILE)
+@click.option("--model", "model_dir", default=None, type=MODEL_DIR, help="Default: pretrain one first.")
+@click.option("--train-fraction", default=0.7, show_default=True, type=click.FloatRange(0.1, 0.95))
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, type=DEVICE)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def bench_fraud(transactions: Path, profiles: Path | None, model_dir: Path | None, train_fraction: float,
+                epochs: int, device: str, as_json: bool) -> None:  # fmt: skip
+    """Hybrid PANTHER+DCN vs rules, gradient boosting and DCN alone, on a chronological split."""
+    from models.fraud.bench import run_fraud_bench
+
+    emit(run_fraud_bench(transactions, profiles, model_dir, train_fraction, epochs, device,
+                         progress=not as_json), as_json)  # fmt: skip
+
+
+# ---------------------------------------------------------------- serving
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, type=MODEL_DIR)
+@click.option("--repo", "repo_dir", default=None, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--version", "version", type=click.IntRange(min=1), default=None, help="Default: next free.")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def export(model_dir: Path, repo_dir: Path | None, device: str, version: int | None, as_json: bool) -> None:
+    """Writes versioned Triton models (panther_sprm, panther_user_encoder) from a model artefact."""
+    from triton_repo.export import export_model_repository
+
+    settings = Settings()
+    result = export_model_repository(
+        model_dir,
+        repo_dir or settings.triton_repo,
+        device=device,
+        version=version,
+        max_batch_size=settings.triton_max_batch_size,
+        queue_delay_us=settings.triton_queue_delay_us,
+        torch_threads=settings.triton_torch_threads,
+    )
+    emit(result, as_json)
+
+
+@main.group()
+def triton() -> None:
+    """Local tritonserver (from the nvidia-pytriton wheel) on the exported triton_repo, loopback only."""
+
+
+def _local_triton() -> Any:
+    """Deferred import keeps `panther --help` light."""
+    from triton_repo.server import LocalTriton
+
+    return LocalTriton.from_settings(Settings())
+
+
+@triton.command("start")
+@click.option("--wait", "wait_s", default=120.0, show_default=True)
+@user_errors
+def triton_start(wait_s: float) -> None:
+    status = _local_triton().start(wait_s=wait_s)
+    stderr.print(f"tritonserver ready: {status.as_dict()}", highlight=False)
+
+
+@triton.command("stop")
+@user_errors
+def triton_stop() -> None:
+    stderr.print("tritonserver stopped" if _local_triton().stop() else "tritonserver was not running")
+
+
+@triton.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def triton_status(as_json: bool) -> None:
+    status = _local_triton().status()
+    emit(status.as_dict(), as_json)
+    if not status.running:
+        sys.exit(1)
+
+
+@triton.command("run", hidden=True)
+@user_errors
+def triton_run() -> None:
+    """Foreground tritonserver (for Procfile/honcho)."""
+    _local_triton().run_foreground()
+
+
+# ---------------------------------------------------------------- stream
+@main.command()
+@click.option("--model", "model_dir", default=None, type=MODEL_DIR, help="Default: PANTHER_MODEL_DIR.")
+@click.option("--scorer", type=click.Choice(["triton", "inprocess"]), default=None, help="PANTHER_SCORER")
+@click.option("--loglevel", default="info", show_default=True)
+@user_errors
+def worker(model_dir: Path | None, scorer: str | None, loglevel: str) -> None:
+    """The Faust worker: scores `transactions`, caches embeddings, emits scores, alerts and dead letters."""
+    from stream.worker import run_worker
+
+    overrides: dict[str, Any] = {}
+    if model_dir is not None:
+        overrides["model_dir"] = model_dir
+    if scorer is not None:
+        overrides["scorer"] = scorer
+    run_worker(Settings(**overrides), loglevel=loglevel)
 
 
 if __name__ == "__main__":

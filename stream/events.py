@@ -70,6 +70,7 @@ class Transaction(Event):
     currency: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=3)] = "USD"
     merchant_id: Text
     merchant_category: OptionalText = None
+    merchant_risk: OptionalText = None  # low/medium/high when the acquirer provides it (tokenizer field)
     channel: OptionalText = None
     country: OptionalText = None
     city: OptionalText = None

@@ -52,6 +52,37 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     retention_ms: int = 7 * 24 * 3600 * 1000
 
+    # Faust worker (`panther worker`).
+    app_id: str = "panther"
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    worker_data_dir: Path | None = None  # RocksDB tables; default: home / "worker-<web_port>"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    standby_replicas: int = Field(default=1, ge=0)
+    batch_max: int = Field(default=256, ge=1)
+    batch_within_s: float = Field(default=0.02, gt=0)
+    window_length: int = Field(default=100, ge=1)
+    alert_threshold: float = Field(default=0.5, ge=0, le=1)
+    embedding_ttl_s: float = Field(default=24 * 3600, gt=0)
+    model_dir: Path | None = None  # the exported model artefact; default: home / "model"
+    scorer: Literal["triton", "inprocess"] = "triton"
+    degraded_mode: Literal["fallback", "pause"] = "fallback"
+
+    # Triton (`panther triton start`, the worker's client).
+    triton_host: str = "127.0.0.1"
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    triton_timeout_s: float = Field(default=2.0, gt=0)
+    triton_repo: Path = Path("triton_repo")
+    triton_retries: int = Field(default=3, ge=0)
+    triton_breaker_failures: int = Field(default=5, ge=1)
+    triton_breaker_reset_s: float = Field(default=5.0, gt=0)
+    triton_max_batch_size: int = Field(default=4096, ge=1)
+    triton_queue_delay_us: int = Field(default=500, ge=0)
+    triton_torch_threads: int = Field(default=1, ge=0)  # per Triton instance; 0 = torch default
+    torch_threads: int = Field(default=1, ge=0)  # the worker's in-process scorer; 0 = torch default
+
     # Input limits (bad input goes to the DLQ, never crashes a consumer).
     max_message_bytes: int = 64 * 1024
 

@@ -1,0 +1,67 @@
+"""Multi-head causal self-attention, with a fused kernel and a naive reference behind one switch.
+
+Why no key-padding mask: batches are RIGHT-padded (`models.batch`), so under a causal mask a real query
+at position t only sees keys ≤ t, which are all real. Padded queries see real keys plus earlier padding,
+never an empty row (position 0 is always real), so nothing becomes NaN. The causal mask alone is
+therefore exact for every real position, and it lets PyTorch pick its flash / memory-efficient kernel.
+
+`attention_impl="sdpa"` uses `torch.nn.functional.scaled_dot_product_attention(is_causal=True)`;
+`"naive"` materializes the (T, T) score matrix the way a textbook Transformer does — it is the reference
+the fused path is tested against and the "Transformer" of the paper's memory table (App. B.4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def sdpa_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """(B, h, T, dh) ×3 → (B, h, T, dh) via PyTorch's fused kernels (no (T, T) tensor on flash paths)."""
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+
+
+def naive_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """(B, h, T, dh) ×3 → (B, h, T, dh), materializing the (B, h, T, T) scores: the O(T²) reference."""
+    t = q.shape[-2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    probs = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+    probs = F.dropout(probs, p=dropout_p, training=dropout_p > 0)
+    return probs @ v
+
+
+ATTENTION_IMPLS: dict[str, AttentionFn] = {"sdpa": sdpa_causal, "naive": naive_causal}
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: (B, T, d) → (B, T, d).
+
+    >>> attn = CausalSelfAttention(d_model=8, n_heads=2)
+    >>> attn(torch.zeros(3, 5, 8)).shape
+    torch.Size([3, 5, 8])
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, impl: str = "sdpa") -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {sorted(ATTENTION_IMPLS)}, got {impl!r}")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self._attend = ATTENTION_IMPLS[impl]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        y = self._attend(q, k, v, self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))

@@ -1,0 +1,38 @@
+"""The one typed batch passed between data pipeline, tokenizer output, models, scorer and Triton.
+
+Sequences are RIGHT-padded with PAD (id 0); `lengths` says how many leading positions are real.
+Shapes: B = batch, T = window length, P = profile fields, D = demographic columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+PAD_ID = 0
+UNK_ID = 1
+
+
+@dataclass(frozen=True)
+class SequenceBatch:
+    tokens: torch.Tensor  # (B, T) int64 — token ids, right-padded with PAD_ID
+    lengths: torch.Tensor  # (B,) int64 — real positions per row, 1 ≤ length ≤ T
+    profile: torch.Tensor  # (B, P) int64 — categorical profile feature ids (0 = missing per field)
+    targets: torch.Tensor | None = None  # (B, T) int64 — next token per position, PAD_ID where none
+    demographics: torch.Tensor | None = None  # (B, D) float32 — raw demographic values for contrastive positives
+    user_index: torch.Tensor | None = None  # (B,) int64 — row id of the user in its dataset (bookkeeping)
+
+    @property
+    def padding_mask(self) -> torch.Tensor:
+        """(B, T) bool — True at real positions."""
+        positions = torch.arange(self.tokens.shape[1], device=self.tokens.device)
+        return positions.unsqueeze(0) < self.lengths.unsqueeze(1)
+
+    def to(self, device: torch.device | str) -> SequenceBatch:
+        moved = {
+            f.name: (value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value)
+            for f in fields(self)
+            if (value := getattr(self, f.name)) is not None
+        }
+        return replace(self, **moved)

@@ -1,0 +1,68 @@
+"""One PANTHER transformer block: causal self-attention ∥ SPRM on the same input, then a feed-forward.
+
+    h = LN₁(x)
+    x = x + Dropout(Attention(h)) + Dropout(SPRM(h))      # parallel branches, outputs added (paper §3.3)
+    x = x + Dropout(FFN(LN₂(x)))                           # FFN = Linear → GELU → Linear
+
+Pre-LayerNorm (stable without warm-up at lr 1e-3). `use_sprm=False` gives a SASRec block;
+`use_attention=False` gives the SPRM-only block of the memory benchmark. The disabled branch is simply
+absent (no parameters, no compute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.attention import CausalSelfAttention
+from models.sprm import SPRM, SPRMConfig
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    d_model: int
+    n_heads: int
+    dropout: float = 0.1
+    ffn_mult: int = 4
+    use_attention: bool = True
+    use_sprm: bool = True
+    attention_impl: str = "sdpa"
+    sprm: SPRMConfig | None = None  # required when use_sprm
+
+
+class PantherBlock(nn.Module):
+    """(B, T, d) → (B, T, d); causal: output t depends only on inputs ≤ t.
+
+    >>> block = PantherBlock(BlockConfig(d_model=8, n_heads=2, sprm=SPRMConfig(d_model=8, n_prototypes=4)))
+    >>> block(torch.zeros(2, 5, 8)).shape
+    torch.Size([2, 5, 8])
+    """
+
+    def __init__(self, config: BlockConfig) -> None:
+        super().__init__()
+        if not (config.use_attention or config.use_sprm):
+            raise ValueError("a block needs attention, SPRM or both")
+        d = config.d_model
+        self.norm_mix = nn.LayerNorm(d)
+        self.attention = (
+            CausalSelfAttention(d, config.n_heads, config.dropout, config.attention_impl)
+            if config.use_attention
+            else None
+        )
+        self.sprm = SPRM(config.sprm or SPRMConfig(d_model=d)) if config.use_sprm else None
+        self.norm_ffn = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(
+            nn.Linear(d, config.ffn_mult * d),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.ffn_mult * d, d),
+        )
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm_mix(x)
+        branches = [module(h) for module in (self.attention, self.sprm) if module is not None]
+        x = x + self.drop(sum(branches[1:], branches[0]))
+        return x + self.drop(self.ffn(self.norm_ffn(x)))

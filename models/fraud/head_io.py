@@ -1,0 +1,107 @@
+"""The fraud head inside the model artefact: `fraud_head.safetensors` + `fraud_head.json`.
+
+`models.artifact.save_artifact` takes extra weight files (recorded with their SHA-256 in config.json)
+but has no slot for an extra JSON config, so the head's config — head architecture, feature schema
+(names, vocabularies, state bounds), deviation settings, the softmax temperature, fit summary — lives in
+`fraud_head.json` beside it, which records the SHA-256 of the weights it belongs to; loading refuses a
+pair that does not match. A fine-tuned encoder (optional) is `fraud_encoder.safetensors`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.artifact import Artifact, ArtifactError, file_sha256, load_artifact, save_artifact
+from models.fraud.deviation import DeviationConfig
+from models.fraud.features import FeatureSchema
+from models.fraud.head import FraudHead, HeadConfig
+
+HEAD_NAME = "fraud_head"
+ENCODER_NAME = "fraud_encoder"
+HEAD_JSON = "fraud_head.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HeadBundle:
+    head: FraudHead
+    schema: FeatureSchema
+    deviation: DeviationConfig
+    temperature: float
+    encoder_state: dict[str, torch.Tensor] | None  # fine-tuned encoder weights, if any
+    info: dict[str, Any]  # the whole fraud_head.json
+
+
+def model_temperature(artifact: Artifact) -> float:
+    """The softmax temperature the encoder was trained with (metrics.json train_config), default 1."""
+    loss = ((artifact.metrics or {}).get("train_config") or {}).get("loss") or {}
+    return float(loss.get("temperature", 1.0))
+
+
+def save_head(
+    model_dir: str | Path,
+    head: FraudHead,
+    schema: FeatureSchema,
+    deviation: DeviationConfig,
+    temperature: float,
+    summary: dict[str, Any] | None = None,
+    encoder_state: dict[str, torch.Tensor] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Re-save the artefact with the head's weights (+ fine-tuned encoder) and write fraud_head.json."""
+    art = load_artifact(model_dir)
+    extra = dict(art.extra_weights)
+    extra[HEAD_NAME] = head.state_dict()
+    if encoder_state is not None:
+        extra[ENCODER_NAME] = encoder_state
+    else:
+        extra.pop(ENCODER_NAME, None)
+    all_metrics = dict(art.metrics) | ({"fraud": metrics} if metrics is not None else {})
+    out = save_artifact(model_dir, art.config["model"], art.tokenizer, art.profile_schema, art.state_dict,
+                        all_metrics, extra, training_data_hash=art.config.get("training_data_hash"))
+    info = {
+        "format_version": FORMAT_VERSION,
+        "head": head.config.to_dict(),
+        "feature_schema": schema.to_dict(),
+        "deviation": deviation.to_dict(),
+        "temperature": temperature,
+        "weights_sha256": file_sha256(out / f"{HEAD_NAME}.safetensors"),
+        "model_version": art.model_version,
+        "fine_tuned_encoder": encoder_state is not None,
+        "summary": summary or {},
+    }
+    tmp = out / (HEAD_JSON + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", "utf-8")
+    tmp.replace(out / HEAD_JSON)
+    return out
+
+
+def load_head(artifact: Artifact, device: str | torch.device = "cpu") -> HeadBundle:
+    """The fitted head of a loaded artefact; ArtifactError when there is none or it does not match."""
+    path = artifact.path / HEAD_JSON
+    if HEAD_NAME not in artifact.extra_weights or not path.is_file():
+        raise ArtifactError(
+            f"{artifact.path} has no fraud head: run `panther fit-fraud --model {artifact.path}` first"
+        )
+    info = json.loads(path.read_text("utf-8"))
+    if info.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format_version {info.get('format_version')!r} is not supported")
+    actual = file_sha256(artifact.path / f"{HEAD_NAME}.safetensors")
+    if info.get("weights_sha256") != actual:
+        raise ArtifactError(f"{path} belongs to other fraud_head weights (sha256 {info.get('weights_sha256')}"
+                            f" vs {actual}): re-run fit-fraud")
+    head = FraudHead(HeadConfig.from_dict(info["head"]))
+    head.load_state_dict(artifact.extra_weights[HEAD_NAME])
+    return HeadBundle(
+        head=head.to(device).eval(),
+        schema=FeatureSchema.from_dict(info["feature_schema"]),
+        deviation=DeviationConfig.from_dict(info["deviation"]),
+        temperature=float(info.get("temperature", model_temperature(artifact))),
+        encoder_state=artifact.extra_weights.get(ENCODER_NAME),
+        info=info,
+    )

@@ -1,0 +1,260 @@
+"""Per-user state: the one object the live worker keeps per user (RocksDB) and the offline replay rebuilds.
+
+Everything a transaction's features and deviation need is here, computed only from events that came
+before it: a window of the last N events (time, token, amount, merchant/device/country/city hashes),
+Welford statistics of log-amounts and of the user's past predicted probabilities P_u (and log P_u),
+bounded use-counts of merchants (with their mean log-amount), devices, countries, categories and
+channels, an hour-of-day profile and the last few txn-id hashes (idempotence).
+
+Ordering. Events normally arrive in event-time order per user (Kafka key = user_id). A late event (event
+time older than the newest in the window) is *inserted into the window by event time* (after events with
+the same time), so windows, velocity counts and the model's token window stay chronological. The
+aggregate statistics are order-insensitive (Welford merge, counts) except the bounded-map eviction order,
+which follows arrival. Features of a late event read the window only up to its event time
+(`context_end`); aggregates then also contain the later events that arrived first — the stream cannot
+un-know them; offline replay in event-time order never sees this case.
+
+`update` mutates the state in place and returns it (the worker reads, updates and writes back one value
+per event; copying 100-entry windows per event would double the replay cost). Use `copy()` to keep one.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import math
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from models.fraud.running import Running
+from models.fraud.txn import TxnView
+
+HOUR_MS = 3_600_000
+N_PROB_STATS = 5  # (n, μ_P, σ_P, μ_logP, σ_logP), see UserState.prob_stats
+HOUR_BUCKETS = 6  # 4-hour buckets of the UTC hour of day
+LOG_P_FLOOR = 1e-12
+_MAGIC = b"PUS1"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Bounds of the per-user state (the worker's memory per user is O(window + max_*))."""
+
+    window: int = 100  # events kept; ≥ the model's max_len so the model window is a suffix of it
+    max_merchants: int = 256
+    max_devices: int = 32
+    max_countries: int = 32
+    max_categories: int = 64
+    max_channels: int = 16
+    max_recent_txns: int = 64
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StateConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: int(v) for k, v in data.items() if k in known})
+
+
+_WINDOW_FIELDS = ("times", "tokens", "amounts", "merchants", "devices", "countries", "cities")
+_COUNT_FIELDS = ("devices_seen", "countries_seen", "categories_seen", "channels_seen")
+
+
+@dataclass(slots=True)
+class UserState:
+    """One user's state; see the module docstring. Window lists are parallel and sorted by time."""
+
+    times: list[int] = field(default_factory=list)  # (W,) epoch ms, non-decreasing
+    tokens: list[int] = field(default_factory=list)  # (W,) token ids
+    amounts: list[float] = field(default_factory=list)  # (W,) raw amounts
+    merchants: list[int] = field(default_factory=list)  # (W,) hashes
+    devices: list[int] = field(default_factory=list)
+    countries: list[int] = field(default_factory=list)
+    cities: list[int] = field(default_factory=list)
+    n: int = 0  # events ever seen
+    last_time: int = -(2**62)  # newest event time seen, epoch ms
+    log_amount: Running = field(default_factory=Running)  # of log1p(amount)
+    prob: Running = field(default_factory=Running)  # of the user's past predicted probabilities P_u(x)
+    log_prob: Running = field(default_factory=Running)  # of log P_u(x)
+    merchant_stats: dict[int, list[float]] = field(default_factory=dict)  # hash → [count, mean log1p amt]
+    devices_seen: dict[int, int] = field(default_factory=dict)  # hash → count (LRU order)
+    countries_seen: dict[int, int] = field(default_factory=dict)
+    categories_seen: dict[int, int] = field(default_factory=dict)
+    channels_seen: dict[int, int] = field(default_factory=dict)
+    hour_counts: list[int] = field(default_factory=lambda: [0] * HOUR_BUCKETS)
+    recent_txns: list[int] = field(default_factory=list)  # txn-id hashes, oldest first
+
+    # ---- reading ------------------------------------------------------------------------------------
+    def context_end(self, time_ms: int) -> int:
+        """Window entries [0, k) are at or before `time_ms` (all of them for an in-order event)."""
+        if not self.times or time_ms >= self.times[-1]:
+            return len(self.times)
+        return bisect_right(self.times, time_ms)
+
+    def window_tokens(self, time_ms: int | None = None, max_len: int | None = None) -> list[int]:
+        """The ≤ max_len tokens before an event at `time_ms` (chronological) — the model's window."""
+        k = len(self.tokens) if time_ms is None else self.context_end(time_ms)
+        start = 0 if max_len is None else max(0, k - max_len)
+        return self.tokens[start:k]
+
+    def prob_stats(self) -> tuple[float, float, float, float, float]:
+        """(n, μ_P, σ_P, μ_logP, σ_logP) of the user's past predicted probabilities (deviation input)."""
+        return (float(self.prob.n), self.prob.mean, self.prob.std, self.log_prob.mean, self.log_prob.std)
+
+    def seen(self, txn_hash: int) -> bool:
+        """Was this txn-id hash among the last `max_recent_txns` updates (a redelivered event)?"""
+        return txn_hash in self.recent_txns
+
+    def copy(self) -> UserState:
+        return _copy.deepcopy(self)
+
+    # ---- serialization (RocksDB value) --------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able; bounded maps as [key, value] pairs so their LRU order survives."""
+        out: dict[str, Any] = {name: list(getattr(self, name)) for name in _WINDOW_FIELDS}
+        out |= {"n": self.n, "last_time": self.last_time, "hour_counts": list(self.hour_counts),
+                "recent_txns": list(self.recent_txns)}
+        out |= {name: list(getattr(self, name)) for name in ("log_amount", "prob", "log_prob")}
+        out["merchant_stats"] = [[k, v[0], v[1]] for k, v in self.merchant_stats.items()]
+        out |= {name: [[k, v] for k, v in getattr(self, name).items()] for name in _COUNT_FIELDS}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UserState:
+        state = cls(**{name: [*data[name]] for name in _WINDOW_FIELDS})
+        state.n, state.last_time = int(data["n"]), int(data["last_time"])
+        state.hour_counts = [int(c) for c in data["hour_counts"]]
+        state.recent_txns = [int(t) for t in data["recent_txns"]]
+        for name in ("log_amount", "prob", "log_prob"):
+            n, mean, m2 = data[name]
+            setattr(state, name, Running(int(n), float(mean), float(m2)))
+        state.merchant_stats = {int(k): [float(c), float(m)] for k, c, m in data["merchant_stats"]}
+        for name in _COUNT_FIELDS:
+            setattr(state, name, {int(k): int(v) for k, v in data[name]})
+        return state
+
+    def to_bytes(self) -> bytes:
+        """Compact binary form (≈ 3.5 KB for a full 100-event window), exact float64 round trip."""
+        ints = [self.n, self.last_time, self.log_amount.n, self.prob.n, self.log_prob.n, len(self.times),
+                len(self.merchant_stats), *(len(getattr(self, f)) for f in _COUNT_FIELDS),
+                len(self.recent_txns)]
+        floats = [self.log_amount.mean, self.log_amount.m2, self.prob.mean, self.prob.m2,
+                  self.log_prob.mean, self.log_prob.m2]
+        merchant_keys = list(self.merchant_stats)
+        merchant_values = [x for v in self.merchant_stats.values() for x in v]
+        parts = [
+            np.asarray(ints, dtype=np.int64), np.asarray(floats, dtype=np.float64),
+            np.asarray(self.hour_counts, dtype=np.int64),
+            np.asarray(self.times, dtype=np.int64), np.asarray(self.tokens, dtype=np.int64),
+            np.asarray(self.amounts, dtype=np.float64),
+            np.asarray([*self.merchants, *self.devices, *self.countries, *self.cities], dtype=np.uint32),
+            np.asarray(merchant_keys, dtype=np.uint32), np.asarray(merchant_values, dtype=np.float64),
+        ]
+        for name in _COUNT_FIELDS:
+            counts = getattr(self, name)
+            parts += [np.asarray(list(counts), dtype=np.uint32), np.asarray(list(counts.values()), np.int64)]
+        parts.append(np.asarray(self.recent_txns, dtype=np.uint32))
+        return _MAGIC + b"".join(p.tobytes() for p in parts)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UserState:
+        if raw[:4] != _MAGIC:
+            raise ValueError("not a serialized UserState (bad magic)")
+        reader = _Reader(memoryview(raw)[4:])
+        ints = reader.take(np.int64, 12).tolist()
+        n, last_time, na, np_, nl, w, nm, *ncounts, nr = ints
+        floats = reader.take(np.float64, 6).tolist()
+        state = cls()
+        state.n, state.last_time = n, last_time
+        state.log_amount = Running(na, floats[0], floats[1])
+        state.prob = Running(np_, floats[2], floats[3])
+        state.log_prob = Running(nl, floats[4], floats[5])
+        state.hour_counts = reader.take(np.int64, HOUR_BUCKETS).tolist()
+        state.times = reader.take(np.int64, w).tolist()
+        state.tokens = reader.take(np.int64, w).tolist()
+        state.amounts = reader.take(np.float64, w).tolist()
+        hashes = reader.take(np.uint32, 4 * w).tolist()
+        state.merchants, state.devices = hashes[:w], hashes[w : 2 * w]
+        state.countries, state.cities = hashes[2 * w : 3 * w], hashes[3 * w :]
+        keys = reader.take(np.uint32, nm).tolist()
+        values = reader.take(np.float64, 2 * nm).tolist()
+        state.merchant_stats = {k: [values[2 * i], values[2 * i + 1]] for i, k in enumerate(keys)}
+        for name, count in zip(_COUNT_FIELDS, ncounts, strict=True):
+            keys = reader.take(np.uint32, count).tolist()
+            setattr(state, name, dict(zip(keys, reader.take(np.int64, count).tolist(), strict=True)))
+        state.recent_txns = reader.take(np.uint32, nr).tolist()
+        return state
+
+
+class _Reader:
+    def __init__(self, view: memoryview) -> None:
+        self.view, self.pos = view, 0
+
+    def take(self, dtype: type[np.generic], count: int) -> np.ndarray:
+        size = np.dtype(dtype).itemsize * count
+        out = np.frombuffer(self.view[self.pos : self.pos + size], dtype=dtype)
+        self.pos += size
+        return out
+
+
+def _touch(counts: dict[int, int], key: int, cap: int) -> None:
+    """count += 1 and move to the most-recent end; evict the least recently used beyond `cap`."""
+    if key == 0:  # missing value: not an entity
+        return
+    counts[key] = counts.pop(key, 0) + 1
+    if len(counts) > cap:
+        del counts[next(iter(counts))]
+
+
+DEFAULT_STATE = StateConfig()
+
+
+def update(
+    state: UserState, txn: TxnView, p: float | None = None, config: StateConfig = DEFAULT_STATE
+) -> UserState:
+    """Fold transaction `txn` (and its predicted probability P_u(x), if scored) into `state`.
+
+    Call it *after* computing the transaction's features and deviation from the same state: features
+    see only the past. Returns `state` (mutated in place).
+    """
+    t = txn.time_ms
+    x = math.log1p(txn.amount)
+    row = (t, txn.token, txn.amount, txn.merchant, txn.device, txn.country, txn.city)
+    window = (state.times, state.tokens, state.amounts, state.merchants, state.devices, state.countries,
+              state.cities)
+    if not state.times or t >= state.times[-1]:
+        for column, value in zip(window, row, strict=True):
+            column.append(value)
+    else:  # late event: place it by event time, after events with the same time
+        at = bisect_right(state.times, t)
+        for column, value in zip(window, row, strict=True):
+            column.insert(at, value)
+    if len(state.times) > config.window:
+        for column in window:
+            del column[0]
+    state.n += 1
+    state.last_time = max(state.last_time, t)
+    state.log_amount = state.log_amount.add(x)
+    if p is not None:
+        state.prob = state.prob.add(p)
+        state.log_prob = state.log_prob.add(math.log(max(p, LOG_P_FLOOR)))
+    if txn.merchant:
+        stats = state.merchant_stats.pop(txn.merchant, None) or [0.0, 0.0]
+        stats[0] += 1.0
+        stats[1] += (x - stats[1]) / stats[0]
+        state.merchant_stats[txn.merchant] = stats
+        if len(state.merchant_stats) > config.max_merchants:
+            del state.merchant_stats[next(iter(state.merchant_stats))]
+    _touch(state.devices_seen, txn.device, config.max_devices)
+    _touch(state.countries_seen, txn.country, config.max_countries)
+    _touch(state.categories_seen, txn.category, config.max_categories)
+    _touch(state.channels_seen, txn.channel, config.max_channels)
+    state.hour_counts[(t // HOUR_MS) % 24 * HOUR_BUCKETS // 24] += 1
+    if txn.txn:
+        state.recent_txns.append(txn.txn)
+        if len(state.recent_txns) > config.max_recent_txns:
+            del state.recent_txns[0]
+    return state

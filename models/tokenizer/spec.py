@@ -1,0 +1,121 @@
+"""One token field as fitted: its kind, its levels and, per kind, how raw values reach a level."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.tokenizer.amount import as_amounts, bucket_of
+from models.tokenizer.levels import column_levels
+from models.tokenizer.reserved import MISSING
+from models.tokenizer.risk import LOW, RISK_ORDER, UNKNOWN
+
+KINDS = ("categorical", "numeric", "risk")
+RISK_SOURCES = ("column", "derived", "none")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A fitted token field.
+
+    levels: the level strings used by the kept vocabulary (ordered: buckets ascending, risk
+    low→high, others by string). Codes index this tuple; `len(levels)` is the code of an unseen level.
+    edges: numeric only, the bucket edges (ascending). labels: numeric only, one per bucket.
+    source/entity/risky: risk only — where the level comes from; for "derived", the entity column and
+    the entities whose level is not "low" (all others, including unseen ones, are "low").
+    """
+
+    name: str
+    kind: str
+    levels: tuple[str, ...]
+    edges: tuple[float, ...] = ()
+    labels: tuple[str, ...] = ()
+    source: str = ""
+    entity: str = ""
+    risky: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"field {self.name!r}: unknown kind {self.kind!r}")
+        if self.kind == "risk" and self.source not in RISK_SOURCES:
+            raise ValueError(f"field {self.name!r}: unknown risk source {self.source!r}")
+        if self.kind == "numeric" and len(self.labels) != len(self.edges) + 1:
+            raise ValueError(
+                f"field {self.name!r}: {len(self.edges)} edges need {len(self.edges) + 1} labels"
+            )
+
+    @property
+    def unseen(self) -> int:
+        return len(self.levels)
+
+    def codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """(N,) int64 level codes of the frame's rows; `unseen` where the level is not in `levels`."""
+        index = pd.Index(self.levels, dtype=object)
+        if self.kind == "numeric":
+            buckets = bucket_of(as_amounts(frame, self.name), np.asarray(self.edges, dtype=np.float64))
+            names = [*self.labels, MISSING]  # bucket −1 (missing) → last slot
+            lookup = index.get_indexer(pd.Index(names, dtype=object))
+            return _unseen(lookup, self.unseen)[buckets]
+        if self.kind == "risk" and self.source == "none":
+            return np.full(len(frame), _unseen(index.get_indexer([UNKNOWN]), self.unseen)[0], dtype=np.int64)
+        if self.kind == "risk" and self.source == "derived":
+            rows, entities = column_levels(frame, self.entity)
+            names = [MISSING if e == MISSING else self.risky.get(e, LOW) for e in entities]
+        else:
+            rows, levels = column_levels(frame, self.name, lower=self.kind == "risk")
+            names = list(levels)
+        lookup = index.get_indexer(pd.Index(names, dtype=object))
+        return _unseen(lookup, self.unseen)[rows]
+
+    def raw_levels(self, frame: pd.DataFrame) -> np.ndarray:
+        """(N,) object level strings of the rows, including levels outside the vocabulary."""
+        if self.kind == "numeric":
+            buckets = bucket_of(as_amounts(frame, self.name), np.asarray(self.edges, dtype=np.float64))
+            return np.asarray([*self.labels, MISSING], dtype=object)[buckets]
+        if self.kind == "risk" and self.source == "none":
+            return np.full(len(frame), UNKNOWN, dtype=object)
+        if self.kind == "risk" and self.source == "derived":
+            rows, entities = column_levels(frame, self.entity)
+            names = [MISSING if e == MISSING else self.risky.get(e, LOW) for e in entities]
+            return np.asarray(names, dtype=object)[rows]
+        rows, levels = column_levels(frame, self.name, lower=self.kind == "risk")
+        return levels[rows]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "levels": list(self.levels)}
+        if self.kind == "numeric":
+            out |= {"edges": list(self.edges), "labels": list(self.labels)}
+        if self.kind == "risk":
+            out |= {"source": self.source, "entity": self.entity, "risky": dict(sorted(self.risky.items()))}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FieldSpec:
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            levels=tuple(data["levels"]),
+            edges=tuple(float(e) for e in data.get("edges", ())),
+            labels=tuple(data.get("labels", ())),
+            source=data.get("source", ""),
+            entity=data.get("entity", ""),
+            risky=dict(data.get("risky", {})),
+        )
+
+
+def level_order(kind: str, names: set[str], labels: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Deterministic order of a field's levels: buckets ascending, risk low→high, else by string."""
+    if kind == "numeric":
+        rank = {name: i for i, name in enumerate([*labels, MISSING])}
+    elif kind == "risk":
+        rank = {name: i for i, name in enumerate(RISK_ORDER)}
+    else:
+        rank = {}
+    return tuple(sorted(names, key=lambda s: (s == MISSING, rank.get(s, len(rank)), s)))
+
+
+def _unseen(lookup: np.ndarray, unseen: int) -> np.ndarray:
+    return np.where(lookup < 0, unseen, lookup).astype(np.int64)

@@ -1,0 +1,72 @@
+"""The numpy-level parts of a model artefact the stream needs around the scorer.
+
+The scorer (Triton or in-process) owns the network; the stream still has to turn a transaction into
+its token, its feature vector and its user's profile ids — the same code the offline evaluation uses.
+Reading them here from the artefact's JSON files keeps torch out of the stream process's hot path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.fraud.features import FeatureSchema
+from models.fraud.head_io import HEAD_JSON
+from models.profile_schema import ProfileSchema
+from models.tokenizer import StructuredTokenizer
+from stream.errors import PantherError
+from stream.events import UserProfile
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    path: Path
+    model_version: str
+    tokenizer: StructuredTokenizer
+    features: FeatureSchema
+    profiles: ProfileSchema | None
+
+    @classmethod
+    def from_artifact_dir(cls, path: str | Path) -> LiveModel:
+        path = Path(path)
+        head = path / HEAD_JSON
+        if not (path / "config.json").is_file():
+            raise PantherError(f"{path} is not a model artefact (no config.json): run `panther pretrain`")
+        if not head.is_file():
+            raise PantherError(f"{path} has no fraud head: run `panther fit-fraud --model {path}` first")
+        config = json.loads((path / "config.json").read_text("utf-8"))
+        head_info = json.loads(head.read_text("utf-8"))
+        schema = config.get("profile_schema")
+        return cls(
+            path=path,
+            model_version=str(config["model_version"]),
+            tokenizer=StructuredTokenizer.load(path / "tokenizer.json"),
+            features=FeatureSchema.from_dict(head_info["feature_schema"]),
+            profiles=ProfileSchema.from_dict(schema) if schema else None,
+        )
+
+    @property
+    def profile_width(self) -> int:
+        return len(self.profiles.cardinalities) if self.profiles else 0
+
+    def tokens(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """(B,) token ids of transaction records, one vectorized tokenizer call."""
+        return np.asarray(self.tokenizer.encode(pd.DataFrame.from_records(records)), dtype=np.int64)
+
+    def profile_ids(self, profiles: list[UserProfile]) -> np.ndarray:
+        """(B, P) categorical profile ids (0 = missing) of user profiles."""
+        if self.profiles is None:
+            return np.zeros((len(profiles), 0), dtype=np.int64)
+        rows = [profile.model_dump(exclude={"attributes", "schema_version"}) for profile in profiles]
+        frame = pd.DataFrame.from_records(rows)
+        ids, _ = self.profiles.encode(frame)
+        return ids.astype(np.int64)
+
+    def unknown_profile(self) -> np.ndarray:
+        """(P,) ids for a user whose profile has not arrived (every field missing)."""
+        return np.zeros(self.profile_width, dtype=np.int64)

@@ -1,0 +1,30 @@
+"""Batch decoding at the stream's edge: valid transactions on, everything else to the DLQ with a reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic
+
+from stream.events import ContractError, DeadLetter, E, dead_letter, decode
+
+
+@dataclass
+class Decoded(Generic[E]):
+    valid: list[tuple[Any, E]] = field(default_factory=list)  # (faust event, decoded record)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def decode_events(events: list[Any], model: type[E], topic: str, max_bytes: int) -> Decoded[E]:
+    """Faust events with raw values → validated records and dead letters (one per bad record)."""
+    out: Decoded[E] = Decoded()
+    for event in events:
+        message = event.message
+        raw = event.value if isinstance(event.value, bytes | bytearray) else bytes(event.value or b"")
+        try:
+            out.valid.append((event, decode(model, bytes(raw), max_bytes)))
+        except ContractError as error:
+            out.dead.append(
+                dead_letter(bytes(raw), error, topic=topic, partition=message.partition,
+                            offset=message.offset, key=message.key)
+            )  # fmt: skip
+    return out

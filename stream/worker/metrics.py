@@ -1,0 +1,36 @@
+"""Prometheus counters and histograms of the worker (one registry per app, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.events = Counter("panther_events_total", "records consumed", ["outcome"], registry=registry)
+        self.alerts = Counter("panther_alerts_total", "alerts emitted", registry=registry)
+        self.degraded = Counter("panther_degraded_total", "events scored in degraded mode", registry=registry)
+        self.batch_size = Histogram(
+            "panther_batch_size", "events per micro-batch", registry=registry,
+            buckets=(1, 4, 16, 64, 256, 1024, 4096),
+        )  # fmt: skip
+        self.batch_seconds = Histogram(
+            "panther_batch_seconds", "time to process one micro-batch", registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )  # fmt: skip
+        self.lag_seconds = Histogram(
+            "panther_event_lag_seconds", "record timestamp → score written", registry=registry,
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+        self.scorer_up = Gauge("panther_scorer_up", "1 when the primary scorer answers", registry=registry)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,59 @@
+"""The profile agent: `user-profiles` (compacted) → profile ids + e_u cached in `user_embeddings`."""
+
+from __future__ import annotations
+
+import faust
+import numpy as np
+
+from stream.engine import CachedProfile, ScoringEngine, now_ms
+from stream.events import UserProfile
+from stream.scoring import ScorerUnavailable
+from stream.settings import Settings
+from stream.worker.channels import Channels
+from stream.worker.decode import decode_events
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.tables import Tables
+
+
+class ProfileAgent:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        channels: Channels,
+        tables: Tables,
+        engine: ScoringEngine,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.settings, self.channels, self.tables, self.engine, self.metrics = (
+            settings, channels, tables, engine, metrics,
+        )  # fmt: skip
+        app.agent(channels.profiles, name="embed-profiles")(self.run)
+
+    async def run(self, stream: faust.StreamT) -> None:
+        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
+            await self.process(stream, list(events))
+
+    async def process(self, stream: faust.StreamT, events: list) -> None:
+        decoded = decode_events(events, UserProfile, self.channels.profiles.get_topic_name(),
+                                self.settings.max_message_bytes)  # fmt: skip
+        for letter in decoded.dead:
+            await self.channels.dlq.send(
+                key=letter.key.encode() if letter.key else None, value=letter.to_json_bytes(),
+                partition=letter.partition,
+            )  # fmt: skip
+        self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
+        if not decoded.valid:
+            return
+        latest = {profile.user_id: (event, profile) for event, profile in decoded.valid}  # last one wins
+        ids = self.engine.live.profile_ids([profile for _, profile in latest.values()])
+        try:
+            embeddings: list[np.ndarray | None] = list(await self.engine.scorer.embed_users(ids))
+        except ScorerUnavailable:
+            embeddings = [None] * len(latest)  # scoring embeds on the fly; refreshed on a later batch
+        stamp = now_ms()
+        for (user_id, (event, _)), row, embedding in zip(latest.items(), ids, embeddings, strict=True):
+            cached = CachedProfile(row, embedding, self.engine.live.model_version, stamp)
+            stream._set_current_event(event)
+            self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
+        self.metrics.events.labels("profile").inc(len(latest))

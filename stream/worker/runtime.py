@@ -1,0 +1,131 @@
+"""Assembles the worker: settings → app, topics, tables, engine, agents, endpoints; and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import numpy as np
+
+from stream.engine import ScoringEngine
+from stream.errors import PantherError
+from stream.live_model import LiveModel
+from stream.scoring import InProcessScorer, Scorer, ScoreRequest, ScoreResult, ScorerUnavailable
+from stream.settings import Settings
+from stream.worker.app import create_app
+from stream.worker.channels import Channels, declare_channels
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.profile_agent import ProfileAgent
+from stream.worker.scoring_agent import ScoringAgent
+from stream.worker.tables import Tables, declare_tables
+from stream.worker.web import install_endpoints
+
+
+class ReconnectingTritonScorer:
+    """A TritonScorer that connects on first use and again after the server went away.
+
+    The worker starts even when Triton is not up yet; until it answers, calls raise ScorerUnavailable
+    and the engine degrades (fallback) or pauses, as configured.
+    """
+
+    def __init__(self, settings: Settings, reference: Scorer) -> None:
+        self.settings = settings
+        self.reference = reference  # same artefact: model_version, max_len and signal order
+        self._scorer: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def model_version(self) -> str:
+        return self.reference.model_version
+
+    @property
+    def max_len(self) -> int:
+        return self.reference.max_len
+
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        return self.reference.signal_names
+
+    async def _connected(self) -> Any:
+        from stream.scoring import TritonScorer
+        from stream.triton_client import TritonClient
+
+        async with self._lock:
+            if self._scorer is None:
+                client = TritonClient.from_settings(self.settings)
+                try:
+                    self._scorer = await TritonScorer.connect(client=client)
+                except ScorerUnavailable:
+                    await client.close()
+                    raise
+                if self._scorer.model_version != self.model_version:
+                    found = self._scorer.model_version
+                    await self._scorer.close()
+                    self._scorer = None
+                    raise PantherError(
+                        f"Triton serves model {found} but the worker's artefact is {self.model_version}: "
+                        "export the same artefact (panther export) or point PANTHER_MODEL_DIR at it"
+                    )
+            return self._scorer
+
+    async def score(self, request: ScoreRequest) -> ScoreResult:
+        return await (await self._connected()).score(request)
+
+    async def embed_users(self, profile: np.ndarray) -> np.ndarray:
+        return await (await self._connected()).embed_users(profile)
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            scorer = await self._connected()
+        except (ScorerUnavailable, PantherError) as exc:
+            return {"ready": False, "error": str(exc)}
+        return {"ready": True, **await scorer.client.health()}
+
+    async def close(self) -> None:
+        if self._scorer is not None:
+            await self._scorer.close()
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    settings: Settings
+    channels: Channels
+    tables: Tables
+    engine: ScoringEngine
+    metrics: WorkerMetrics
+
+
+def build_worker(settings: Settings) -> Worker:
+    model_dir = settings.model_dir or settings.home / "model"
+    live = LiveModel.from_artifact_dir(model_dir)
+    in_process = InProcessScorer.from_artifact(model_dir, threads=settings.torch_threads)
+    if settings.scorer == "inprocess":
+        primary: Any = in_process
+        fallback = None
+    else:
+        primary = ReconnectingTritonScorer(settings, in_process)
+        fallback = in_process if settings.degraded_mode == "fallback" else None
+    engine = ScoringEngine(live, primary, settings.alert_threshold, fallback=fallback)
+    app = create_app(settings)
+    channels = declare_channels(app, settings)
+    tables = declare_tables(app, settings.partitions)
+    metrics = WorkerMetrics()
+    ScoringAgent(app, settings, channels, tables, engine, metrics)
+    ProfileAgent(app, settings, channels, tables, engine, metrics)
+
+    async def scorer_health() -> dict[str, Any]:
+        if isinstance(primary, ReconnectingTritonScorer):
+            return await primary.health()
+        return {"ready": True, "scorer": "inprocess"}
+
+    install_endpoints(app, metrics, scorer_health)
+    return Worker(app, settings, channels, tables, engine, metrics)
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Blocks until the worker is stopped (SIGTERM/SIGINT); Faust's Worker handles the signals."""
+    worker = build_worker(settings)
+    faust.Worker(worker.app, loglevel=loglevel).execute_from_commandline()

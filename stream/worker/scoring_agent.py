@@ -1,0 +1,147 @@
+"""The scoring agent: micro-batches of `transactions` → DLQ / scores / alerts, state in `user_windows`.
+
+Each micro-batch (`take_events(batch_max, within)`) is decoded at once, scored with one scorer call per
+round (see models.fraud.live), and its outputs are sent on the source event's partition so that, under
+exactly-once, they commit in the same Kafka transaction as the state changelog and the input offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import faust
+import numpy as np
+
+from models.fraud.state import UserState
+from stream.engine import CachedProfile, ScoringEngine, now_ms
+from stream.events import Transaction
+from stream.scoring import ScorerUnavailable
+from stream.settings import Settings
+from stream.worker.channels import Channels
+from stream.worker.decode import decode_events
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.tables import Tables
+
+MAX_BACKOFF_S = 10.0
+
+
+class ScoringAgent:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        channels: Channels,
+        tables: Tables,
+        engine: ScoringEngine,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.app, self.settings, self.channels, self.tables = app, settings, channels, tables
+        self.engine, self.metrics = engine, metrics
+        app.agent(channels.transactions, name="score-transactions")(self.run)
+
+    async def run(self, stream: faust.StreamT) -> None:
+        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
+            started = time.perf_counter()
+            await self.process(stream, list(events))
+            self.metrics.batch_size.observe(len(events))
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def process(self, stream: faust.StreamT, events: list[Any]) -> None:
+        decoded = decode_events(events, Transaction, self.channels.transactions.get_topic_name(),
+                                self.settings.max_message_bytes)  # fmt: skip
+        for letter in decoded.dead:
+            await self.channels.dlq.send(
+                key=letter.key.encode() if letter.key else None, value=letter.to_json_bytes(),
+                partition=letter.partition,
+            )  # fmt: skip
+        self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
+        if not decoded.valid:
+            return
+        source = {txn.user_id: event for event, txn in decoded.valid}  # a user's events share a partition
+        txns = [txn for _, txn in decoded.valid]
+        states = self._load_states(source)
+        profiles = self._load_profiles(source)
+        await self._refresh_stale(stream, source, profiles)
+        outcomes = await self._score_with_backoff(txns, states, profiles)
+        for user_id, state in states.items():
+            stream._set_current_event(source[user_id])  # table writes go to the user's partition
+            self.tables.user_windows[user_id.encode()] = state.to_bytes()
+        for (event, _), outcome in zip(decoded.valid, outcomes, strict=True):
+            partition = event.message.partition
+            if outcome.score is None:
+                self.metrics.events.labels("duplicate").inc()
+                continue
+            key = outcome.txn.user_id.encode()
+            await self.channels.scores.send(key=key, value=outcome.score.to_json_bytes(), partition=partition)
+            self.metrics.events.labels("scored").inc()
+            if outcome.score.degraded:
+                self.metrics.degraded.inc()
+            if outcome.alert is not None:
+                alert = outcome.alert.to_json_bytes()
+                await self.channels.alerts.send(key=key, value=alert, partition=partition)
+                self.metrics.alerts.inc()
+            lag = time.time() - event.message.timestamp
+            self.metrics.lag_seconds.observe(max(lag, 0.0))
+
+    def _load_states(self, source: dict[str, Any]) -> dict[str, UserState]:
+        states: dict[str, UserState] = {}
+        for user_id in source:
+            raw = self.tables.user_windows.get(user_id.encode())
+            if raw is not None:
+                states[user_id] = UserState.from_bytes(raw)
+        return states
+
+    def _load_profiles(self, source: dict[str, Any]) -> dict[str, CachedProfile | None]:
+        profiles: dict[str, CachedProfile | None] = {}
+        for user_id in source:
+            raw = self.tables.user_embeddings.get(user_id.encode())
+            profiles[user_id] = CachedProfile.from_bytes(raw) if raw is not None else None
+        return profiles
+
+    async def _refresh_stale(
+        self, stream: faust.StreamT, source: dict[str, Any], profiles: dict[str, CachedProfile | None]
+    ) -> None:
+        """Embeddings older than the TTL or made by another model version are recomputed in one call.
+
+        A user with no cached profile is scored with "all fields missing" ids (the scorer embeds them on
+        the fly); the profile agent fills the cache when the profile arrives.
+        """
+        stale = [
+            user_id
+            for user_id, cached in profiles.items()
+            if cached is not None and not cached_is_fresh(cached, self.engine, self.settings.embedding_ttl_s)
+        ]
+        if not stale:
+            return
+        ids = np.stack([profiles[user_id].profile_ids for user_id in stale])  # type: ignore[union-attr]
+        try:
+            embeddings = await self.engine.scorer.embed_users(ids)
+        except ScorerUnavailable:
+            return  # keep the old embedding; refresh on a later batch
+        stamp = now_ms()
+        for user_id, row, embedding in zip(stale, ids, embeddings, strict=True):
+            fresh = CachedProfile(row, embedding, self.engine.live.model_version, stamp)
+            profiles[user_id] = fresh
+            stream._set_current_event(source[user_id])
+            self.tables.user_embeddings[user_id.encode()] = fresh.to_bytes()
+
+    async def _score_with_backoff(self, txns: list[Transaction], states: dict[str, UserState],
+                                  profiles: dict[str, CachedProfile | None]) -> list[Any]:  # fmt: skip
+        """Degraded mode "pause": hold the batch (nothing acked, nothing lost) and retry with backoff."""
+        delay = 0.25
+        while True:
+            try:
+                outcomes = await self.engine.score(txns, states, profiles)
+                self.metrics.scorer_up.set(1)
+                return outcomes
+            except ScorerUnavailable as exc:
+                self.metrics.scorer_up.set(0)
+                self.app.log.warning("scorer unavailable (%s): pausing %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+def cached_is_fresh(cached: CachedProfile | None, engine: ScoringEngine, ttl_s: float) -> bool:
+    return cached is not None and cached.is_fresh(engine.live.model_version, ttl_s, now_ms())

@@ -1,0 +1,66 @@
+"""`ArtefactRunner`: value checks and the encoder-only mode (no fraud head yet)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.fraud.scorer import FraudScorer
+from tests.triton_repo.fixtures import MAX_LEN, tiny_artifact
+from triton_repo.runner import ArtefactRunner, InvalidRequest
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("runner")
+    return tiny_artifact(root / "head"), tiny_artifact(root / "plain", with_head=False)
+
+
+def arrays(rng: np.random.Generator, b: int = 4) -> dict[str, np.ndarray]:
+    lengths = rng.integers(0, MAX_LEN + 1, b)
+    return {
+        "tokens": np.where(np.arange(MAX_LEN) < lengths[:, None], rng.integers(4, 400, (b, MAX_LEN)), 0),
+        "lengths": lengths,
+        "profile": np.zeros((b, 5), dtype=np.int64),
+        "new_token": rng.integers(4, 400, b),
+        "txn_features": rng.normal(size=(b, 40)).astype(np.float32),
+        "prob_stats": np.tile([10.0, 0.2, 0.05, -2.0, 0.5], (b, 1)),
+    }
+
+
+def test_runner_with_head_is_the_fraud_scorer(models: tuple[Path, Path]) -> None:
+    runner = ArtefactRunner.from_artifact(models[0])
+    data = arrays(np.random.default_rng(0))
+    ours = runner.score(data)
+    theirs = FraudScorer.from_artifact(models[0]).score(**data)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key])
+    assert runner.info.has_head and len(runner.info.signal_names) == ours["reasons"].shape[1]
+
+
+def test_encoder_only_runner_serves_what_exists(models: tuple[Path, Path]) -> None:
+    runner = ArtefactRunner.from_artifact(models[1])
+    out = runner.score(arrays(np.random.default_rng(1)))
+    assert sorted(out) == ["logp_new", "seq_embedding", "surprise", "user_embedding"]
+    assert (out["logp_new"] < 0).all() and np.allclose(out["surprise"], -out["logp_new"])
+    assert out["seq_embedding"].shape == (4, 16) and not runner.info.has_head
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tokens": np.full((4, MAX_LEN), 10**6)}, "tokens out of"),
+        ({"tokens": np.zeros((4, MAX_LEN + 1), np.int64)}, "tokens must be"),
+        ({"lengths": np.full(4, MAX_LEN + 1)}, "lengths out of"),
+        ({"profile": np.full((4, 5), 99)}, "profile ids out of range"),
+        ({"txn_features": np.full((4, 40), np.nan, np.float32)}, "NaN"),
+        ({"prob_stats": np.zeros((4, 4))}, "prob_stats must be"),
+    ],
+)
+def test_validate_names_the_bad_input(models: tuple[Path, Path], change: dict, message: str) -> None:
+    runner = ArtefactRunner.from_artifact(models[0])
+    with pytest.raises(InvalidRequest, match=message):
+        runner.validate(arrays(np.random.default_rng(2)) | change)

@@ -1,0 +1,215 @@
+"""`ArtefactRunner`: named numpy arrays in, named numpy arrays out, for one loaded model artefact.
+
+Why one runner for both paths: the Triton python backend (`triton_repo.backend`) and the in-process
+scorer (`stream.scoring.InProcessScorer`) call the very same `score()`, so "Triton equals in-process"
+reduces to "the transport does not change the numbers" — the parity test checks exactly that.
+
+With a fraud head (`fraud_head.safetensors`, after `panther fit-fraud`) `score()` is
+`models.fraud.scorer.FraudScorer.score`. Without one the runner serves what the pretrained encoder
+alone gives — log P_u(x), surprise, the window embedding and e_u — through the same models function
+FraudScorer uses (`models.fraud.encoder_pass.window_outputs`), and no fraud probability.
+
+Input names and shapes are those of `triton_repo.schema` with per-row scalars either (B,) or (B, 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.artifact import Artifact, load_artifact
+from models.fraud.encoder_pass import window_outputs
+from models.fraud.head_io import HEAD_JSON, HEAD_NAME, model_temperature
+from models.fraud.scorer import FraudScorer
+from models.panther import PantherModel
+from triton_repo.schema import N_PROB_STATS, ArtefactInfo
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class InvalidRequest(ValueError):
+    """A request's values are out of range for this model (the message says which input and why)."""
+
+
+def set_torch_threads(threads: int) -> None:
+    """Intra-op threads for this process; 0 keeps torch's default.
+
+    On a small shared CPU torch's default (one thread per core) oversubscribes: measured here, a
+    B=256 score took 820 ms with 2 threads under load and 8 ms with 1.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def _rows(value: Any, dtype: type[np.generic]) -> np.ndarray:
+    array = np.asarray(value, dtype=dtype)
+    return array.reshape(-1) if array.ndim == 2 and array.shape[1] == 1 else array
+
+
+class ArtefactRunner:
+    """One artefact on one device; thread-compatible (one caller at a time)."""
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        encoder: PantherModel,
+        scorer: FraudScorer | None,
+        device: torch.device,
+        precision: str = "fp32",
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.artifact = artifact
+        self.encoder = encoder
+        self.scorer = scorer
+        self.device = device
+        self.precision = precision
+        self.temperature = model_temperature(artifact)
+        self.info = self._info()
+
+    @classmethod
+    def from_artifact(
+        cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32"
+    ) -> ArtefactRunner:
+        """Load (and verify) the artefact once; the fraud head is used when the artefact has one."""
+        device = torch.device(device)
+        has_head = (Path(path) / f"{HEAD_NAME}.safetensors").is_file() and (Path(path) / HEAD_JSON).is_file()
+        if has_head:
+            scorer = FraudScorer.from_artifact(path, device)
+            assert scorer.artifact is not None
+            return cls(scorer.artifact, scorer.encoder, scorer, device, precision)
+        artifact = load_artifact(path)
+        encoder = PantherModel.from_artifact(artifact).to(device).eval()
+        return cls(artifact, encoder, None, device, precision)
+
+    def _info(self) -> ArtefactInfo:
+        config = self.encoder.config
+        tokenizer = self.artifact.config.get("tokenizer") or {}
+        return ArtefactInfo(
+            model_version=self.artifact.model_version,
+            tokenizer_hash=str(tokenizer.get("content_hash", "")),
+            tokenizer_version=str(tokenizer.get("version", "")),
+            vocab_size=int(config.vocab_size),
+            max_len=int(config.max_len),
+            d_model=int(config.d_model),
+            profile_cardinalities=tuple(int(c) for c in config.profile_cardinalities),
+            n_features=self.scorer.n_features if self.scorer is not None else 0,
+            signal_names=tuple(self.scorer.signal_names) if self.scorer is not None else (),
+        )
+
+    # ---- checks ---------------------------------------------------------------------------------
+    def validate(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Raise InvalidRequest when a request cannot be scored (ids out of range, wrong widths, NaN).
+
+        Triton already enforces dtypes and declared dims; this catches values, which would otherwise
+        fail the whole batched forward (an embedding index error) for every request in it.
+        """
+        info = self.info
+        tokens = np.asarray(arrays["tokens"])
+        if tokens.ndim != 2 or tokens.shape[1] > info.max_len:
+            raise InvalidRequest(f"tokens must be (B, ≤{info.max_len}), got {tokens.shape}")
+        b = tokens.shape[0]
+        lengths = _rows(arrays["lengths"], np.int64)
+        new_token = _rows(arrays["new_token"], np.int64)
+        profile = np.asarray(arrays["profile"])
+        _check(lengths.shape == (b,) and new_token.shape == (b,), f"lengths/new_token must be ({b},)")
+        _check(profile.shape == (b, info.n_profile), f"profile must be ({b}, {info.n_profile})")
+        _check(bool(((tokens >= 0) & (tokens < info.vocab_size)).all()), "tokens out of [0, vocab)")
+        _check(bool(((new_token >= 0) & (new_token < info.vocab_size)).all()), "new_token out of [0, vocab)")
+        _check(bool(((lengths >= 0) & (lengths <= tokens.shape[1])).all()), "lengths out of [0, L]")
+        self.validate_profile(profile)
+        if self.scorer is not None:
+            features = np.asarray(arrays["txn_features"])
+            stats = np.asarray(arrays["prob_stats"])
+            _check(features.shape == (b, info.n_features), f"txn_features must be ({b}, {info.n_features})")
+            _check(stats.shape == (b, N_PROB_STATS), f"prob_stats must be ({b}, {N_PROB_STATS})")
+            _check(bool(np.isfinite(features).all()), "txn_features has NaN/inf")
+            _check(bool(np.isfinite(stats).all()), "prob_stats has NaN/inf")
+        user = arrays.get("user_embedding")
+        if user is not None:
+            user = np.asarray(user)
+            _check(user.shape == (b, info.d_model), f"user_embedding must be ({b}, {info.d_model})")
+            _check(bool(np.isfinite(user).all()), "user_embedding has NaN/inf")
+
+    def validate_profile(self, profile: np.ndarray) -> None:
+        cards = np.asarray(self.info.profile_cardinalities, dtype=np.int64)
+        _check(profile.ndim == 2 and profile.shape[1] == len(cards), f"profile must be (B, {len(cards)})")
+        _check(bool(((profile >= 0) & (profile < cards)).all()), "profile ids out of range for the schema")
+
+    # ---- inference ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        enabled = self.precision == "bf16" and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled):
+            yield
+
+    def score(self, arrays: Mapping[str, np.ndarray], reasons: bool = True) -> dict[str, np.ndarray]:
+        """Named inputs (see module docstring) → outputs of `triton_repo.schema.sprm_outputs`, (B,) rows."""
+        tokens = np.asarray(arrays["tokens"], dtype=np.int64)
+        lengths = _rows(arrays["lengths"], np.int64)
+        new_token = _rows(arrays["new_token"], np.int64)
+        profile = np.asarray(arrays["profile"], dtype=np.int64)
+        user = arrays.get("user_embedding")
+        with self._precision():
+            if self.scorer is not None:
+                return self.scorer.score(
+                    tokens,
+                    lengths,
+                    profile,
+                    new_token,
+                    np.asarray(arrays["txn_features"], dtype=np.float32),
+                    np.asarray(arrays["prob_stats"], dtype=np.float64),
+                    None if user is None else np.asarray(user, dtype=np.float32),
+                    reasons=reasons,
+                )
+            return self._encoder_only(tokens, lengths, profile, new_token, user)
+
+    @torch.no_grad()
+    def _encoder_only(
+        self,
+        tokens: np.ndarray,
+        lengths: np.ndarray,
+        profile: np.ndarray,
+        new_token: np.ndarray,
+        user: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        dev = self.device
+        profile_t = torch.from_numpy(profile).to(dev)
+        logp, hidden = window_outputs(
+            self.encoder,
+            torch.from_numpy(tokens).to(dev),
+            torch.from_numpy(lengths).to(dev),
+            profile_t,
+            torch.from_numpy(new_token).to(dev),
+            self.temperature,
+        )
+        e_u = (
+            torch.as_tensor(np.asarray(user, np.float32), device=dev)
+            if user is not None
+            else self.encoder.user_embedding(profile_t)
+        )
+        logp = logp.float()
+        out = {
+            "surprise": -logp,
+            "logp_new": logp,
+            "seq_embedding": hidden.float(),
+            "user_embedding": e_u.float(),
+        }
+        return {k: v.cpu().numpy() for k, v in out.items()}
+
+    @torch.inference_mode()
+    def embed_users(self, profile: np.ndarray) -> np.ndarray:
+        """profile ids (B, P) → e_u (B, d) float32 (what `panther_user_encoder` serves)."""
+        profile_t = torch.as_tensor(np.asarray(profile, dtype=np.int64), device=self.device)
+        with self._precision():
+            return self.encoder.user_embedding(profile_t).float().cpu().numpy()
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise InvalidRequest(message)

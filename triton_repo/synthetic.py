@@ -1,0 +1,78 @@
+"""A complete model artefact with random weights, for serving tests and benchmarks.
+
+Why: the serving path (export → tritonserver → client) must be testable and benchmarkable before, and
+independently of, a trained model. The artefact is built through the same public API a trained one is
+(`save_artifact`, `PantherModel`, `save_head`), so it exercises exactly the files export copies and the
+checks `initialize()` runs; only the numbers are meaningless.
+
+>>> import tempfile
+>>> out = make_artifact(tempfile.mkdtemp(), vocab=40, d_model=8, n_layers=1, max_len=6, with_head=False)
+>>> sorted(p.name for p in out.iterdir())
+['config.json', 'metrics.json', 'tokenizer.json', 'weights.safetensors']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.artifact import save_artifact
+from models.fraud.deviation import DeviationConfig
+from models.fraud.features import FeatureSchema
+from models.fraud.head import FraudHead, head_config
+from models.fraud.head_io import save_head
+from models.panther import PantherModel, panther_config
+from models.profile_schema import ProfileSchema
+from models.tokenizer import StructuredTokenizer, TokenizerConfig
+
+
+def _profiles(users: int, rng: np.random.Generator) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(users)],
+            "age": rng.integers(18, 80, users),
+            "gender": rng.choice(["f", "m"], users),
+            "region": rng.choice([f"r{i}" for i in range(8)], users),
+            "occupation": rng.choice([f"o{i}" for i in range(6)], users),
+            "account_age_days": rng.integers(0, 3000, users),
+        }
+    )
+
+
+def make_artifact(
+    out_dir: str | Path,
+    vocab: int = 500,
+    d_model: int = 16,
+    n_layers: int = 1,
+    n_heads: int = 2,
+    max_len: int = 20,
+    with_head: bool = True,
+    seed: int = 0,
+    name: str = "panther",
+) -> Path:
+    """Write an artefact (tokenizer of ≈`vocab` ids, profile schema, PANTHER weights [+ fraud head])."""
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(vocab)]})
+    tokenizer = StructuredTokenizer.fit(items, TokenizerConfig.for_items("item_id", top_k=vocab))
+    schema = ProfileSchema.fit(_profiles(64, rng))
+    torch.manual_seed(seed)
+    config = panther_config(
+        tokenizer.vocab_size,
+        schema.cardinalities,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        max_len=max_len,
+        dropout=0.0,
+        name=name,
+    )
+    model = PantherModel(config).eval()
+    out = save_artifact(out_dir, config.to_dict(), tokenizer, schema, model.state_dict(), {"synthetic": True})
+    if with_head:
+        features = FeatureSchema()
+        head = FraudHead(head_config("hybrid_panther", features.width, d_model=d_model, deep_dims=(32,)))
+        save_head(out, head.eval(), features, DeviationConfig(), temperature=1.0)
+    return Path(out)
