@@ -20,7 +20,7 @@ class SequenceBatch:
     lengths: torch.Tensor  # (B,) int64 — real positions per row, 1 ≤ length ≤ T
     profile: torch.Tensor  # (B, P) int64 — categorical profile feature ids (0 = missing per field)
     targets: torch.Tensor | None = None  # (B, T) int64 — next token per position, PAD_ID where none
-    demographics: torch.Tensor | None = None  # (B, D) float32 — raw demographic values for contrastive positives
+    demographics: torch.Tensor | None = None  # (B, D) float32 — raw demographics (contrastive positives)
     user_index: torch.Tensor | None = None  # (B,) int64 — row id of the user in its dataset (bookkeeping)
 
     @property

@@ -23,7 +23,7 @@ from models.fraud.dataset import FraudData, build_fraud_data, chronological_spli
 from models.fraud.deviation import DeviationConfig
 from models.fraud.features import FeatureSchema
 from models.fraud.head import HEAD_VARIANTS, head_config
-from models.fraud.head_io import load_head, model_temperature, save_head
+from models.fraud.head_io import HEAD_JSON, HEAD_NAME, load_head, model_temperature, save_head
 from models.fraud.metrics import fraud_metrics
 from models.fraud.train import FitConfig, FitResult, fit_head, predict_logits
 from models.panther import PantherModel
@@ -105,6 +105,12 @@ def fit_fraud(
             "wall_s": round(time.perf_counter() - start, 1)}
 
 
+def has_fraud_head(model_dir: str | Path) -> bool:
+    """Does the artefact directory hold a fitted fraud head?"""
+    root = Path(model_dir)
+    return (root / HEAD_JSON).is_file() and (root / f"{HEAD_NAME}.safetensors").is_file()
+
+
 def score_frame(model_dir: str | Path, transactions_path: str | Path, profiles_path: str | Path | None = None,
                 device: str = "auto") -> tuple[FraudData, np.ndarray]:
     """Bulk scoring of a whole file with a fitted artefact: (data, p_fraud (N,) in data order)."""
@@ -128,8 +134,13 @@ def evaluate_fraud(
     since: str | None = None,
 ) -> dict[str, Any]:
     """Fraud metrics of the fitted artefact on a labelled file (events at or after `since`, if given;
-    earlier events still build the users' state). Scores are computed the way live computes them."""
+    earlier events still build the users' state). Scores are computed the way live computes them.
+
+    Without a fraud head in the artefact, or without labels in the file, → {"fraud": None, "reason": …}
+    (so `panther evaluate` can always call it)."""
     start = time.perf_counter()
+    if not has_fraud_head(model_dir):
+        return {"command": "evaluate", "fraud": None, "reason": "the model has no fraud head (run fit-fraud)"}
     data, scores = score_frame(model_dir, transactions_path, profiles_path, device)
     if data.labels is None:
         return {"command": "evaluate", "fraud": None, "reason": "no is_fraud labels in the file"}

@@ -94,34 +94,20 @@ def run_fraud_bench(
     deviation = DeviationConfig()
     _log("building inputs (PANTHER pass + state replay)", progress)
     data: FraudData = timer.run("inputs", lambda: prepare_data(loaded, schema, deviation, dev))
-    if data.labels is None:
-        raise ValueError(f"{transactions_path} has no is_fraud labels")
-    train, val, test, cut = chronological_split(data.times, train_fraction, val_fraction)
-    labels = data.labels
-
-    scores: dict[str, np.ndarray] = {}
-    details: dict[str, Any] = {}
-    scores["rules"] = rule_score(data.features[test], schema.names)
-    _log("gradient-boosted trees", progress)
-    gbt = timer.run("gbt", lambda: GBTBaseline(GBTConfig(**({"seed": seed} | (gbt_overrides or {})))).fit(
-        data.features[train], labels[train], data.features[val], labels[val]))
-    scores["gbt"] = gbt.score(data.features[test])
-    details["gbt"] = {"iterations": int(gbt.model.n_iter_) if gbt.model is not None else None}
-
+    labels = _labels(data)
+    split = chronological_split(data.times, train_fraction, val_fraction)
+    train, val, test, cut = split
+    scores, details = _baselines(data, split, schema, GBTConfig(**({"seed": seed} | (gbt_overrides or {}))),
+                                 timer, progress)
     base_fit = FitConfig(epochs=head_epochs, device=str(dev), seed=seed, **(fit_overrides or {}))
-    fits: dict[str, FitResult] = {}
-    for variant in ("dcn", *HYBRIDS):
-        fit = base_fit if variant != "hybrid_textcnn" else _with(base_fit, legit_keep=textcnn_legit_keep)
-        _log(f"fitting {variant}", progress)
-        result: FitResult = timer.run(
-            variant, lambda v=variant, f=fit: fit_variant(data, train, val, v, f, loaded.encoder))
-        fits[variant] = result
+    fits = _heads(data, split, base_fit, textcnn_legit_keep, loaded, timer, progress)
+    for variant, result in fits.items():
         scores[variant] = predict_logits(result.head, data, test, dev)
         details[variant] = {"best_epoch": result.best_epoch, "val_pr_auc": result.best_val_pr_auc,
-                            "history": result.history, "fit_config": fit.to_dict()}
+                            "history": result.history, "wall_s": round(result.wall_s, 1)}
     chosen = max(HYBRIDS, key=lambda v: fits[v].best_val_pr_auc)
     scores["hybrid"] = scores[chosen]
-
+    details["fit_config"] = base_fit.to_dict() | {"textcnn_legit_keep": textcnn_legit_keep}
     models = {name: fraud_metrics(s, labels[test], data.scenarios[test]) for name, s in scores.items()}
     report: dict[str, Any] = {
         "command": "bench fraud",
@@ -145,8 +131,40 @@ def run_fraud_bench(
     return report
 
 
-def _with(fit: FitConfig, **kw: Any) -> FitConfig:
-    return FitConfig(**(fit.to_dict() | kw))
+Split = tuple[np.ndarray, np.ndarray, np.ndarray, int]
+
+
+def _baselines(data: FraudData, split: Split, schema: FeatureSchema, gbt_config: GBTConfig, timer: _Timer,
+               progress: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Test-period scores of the rule score and the GBT (fit on train, iterations chosen on validation)."""
+    train, val, test, _ = split
+    labels = _labels(data)
+    _log("gradient-boosted trees", progress)
+    gbt = timer.run("gbt", lambda: GBTBaseline(gbt_config).fit(
+        data.features[train], labels[train], data.features[val], labels[val]))
+    scores = {"rules": rule_score(data.features[test], schema.names), "gbt": gbt.score(data.features[test])}
+    iterations = int(gbt.model.n_iter_) if gbt.model is not None else None
+    return scores, {"gbt": {"iterations": iterations, "config": gbt_config.to_dict()}}
+
+
+def _heads(data: FraudData, split: Split, base: FitConfig, textcnn_legit_keep: float, loaded: Loaded,
+           timer: _Timer, progress: bool) -> dict[str, FitResult]:
+    """The DCN alone and the two hybrids, each trained on train with early stopping on validation."""
+    train, val, _, _ = split
+    fits: dict[str, FitResult] = {}
+    for variant in ("dcn", *HYBRIDS):
+        keep = textcnn_legit_keep if variant == "hybrid_textcnn" else base.legit_keep
+        fit = FitConfig(**(base.to_dict() | {"legit_keep": keep}))
+        _log(f"fitting {variant}", progress)
+        fits[variant] = timer.run(
+            variant, lambda v=variant, f=fit: fit_variant(data, train, val, v, f, loaded.encoder))
+    return fits
+
+
+def _labels(data: FraudData) -> np.ndarray:
+    if data.labels is None:
+        raise ValueError("the fraud bench needs labelled transactions (is_fraud)")
+    return data.labels
 
 
 def _train_rows(loaded: Loaded, train_fraction: float) -> np.ndarray:

@@ -145,3 +145,8 @@ def test_fine_tuned_encoder_is_saved_and_served(tiny, tmp_path: Path) -> None:
     data, bulk_scores = score_frame(model_dir, tiny.transactions_path, tiny.profiles_path, device="cpu")
     bulk = dict(zip(tiny.txns["txn_id"].to_numpy()[data.row], bulk_scores, strict=True))
     np.testing.assert_allclose(live, [bulk[t] for t in txn_ids[:80]], rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_without_a_head_says_why(tiny) -> None:
+    report = evaluate_fraud(tiny.model_dir, tiny.transactions_path, tiny.profiles_path, device="cpu")
+    assert report["fraud"] is None and "fit-fraud" in report["reason"]
