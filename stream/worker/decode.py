@@ -14,6 +14,13 @@ class Decoded(Generic[E]):
     dead: list[DeadLetter] = field(default_factory=list)
 
 
+async def send_dead_letters(dlq: Any, letters: list[DeadLetter]) -> None:
+    """Each dead letter on the DLQ, on its source partition (same Kafka transaction as the input)."""
+    for letter in letters:
+        key = letter.key.encode() if letter.key else None
+        await dlq.send(key=key, value=letter.to_json_bytes(), partition=letter.partition)
+
+
 def decode_events(events: list[Any], model: type[E], topic: str, max_bytes: int) -> Decoded[E]:
     """Faust events with raw values → validated records and dead letters (one per bad record)."""
     out: Decoded[E] = Decoded()

@@ -10,7 +10,7 @@ from stream.events import UserProfile
 from stream.scoring import ScorerUnavailable
 from stream.settings import Settings
 from stream.worker.channels import Channels
-from stream.worker.decode import decode_events
+from stream.worker.decode import decode_events, send_dead_letters
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.tables import Tables
 
@@ -37,11 +37,7 @@ class ProfileAgent:
     async def process(self, stream: faust.StreamT, events: list) -> None:
         decoded = decode_events(events, UserProfile, self.channels.profiles.get_topic_name(),
                                 self.settings.max_message_bytes)  # fmt: skip
-        for letter in decoded.dead:
-            await self.channels.dlq.send(
-                key=letter.key.encode() if letter.key else None, value=letter.to_json_bytes(),
-                partition=letter.partition,
-            )  # fmt: skip
+        await send_dead_letters(self.channels.dlq, decoded.dead)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
         if not decoded.valid:
             return

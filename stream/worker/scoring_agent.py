@@ -20,7 +20,7 @@ from stream.events import Transaction
 from stream.scoring import ScorerUnavailable
 from stream.settings import Settings
 from stream.worker.channels import Channels
-from stream.worker.decode import decode_events
+from stream.worker.decode import decode_events, send_dead_letters
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.tables import Tables
 
@@ -51,11 +51,7 @@ class ScoringAgent:
     async def process(self, stream: faust.StreamT, events: list[Any]) -> None:
         decoded = decode_events(events, Transaction, self.channels.transactions.get_topic_name(),
                                 self.settings.max_message_bytes)  # fmt: skip
-        for letter in decoded.dead:
-            await self.channels.dlq.send(
-                key=letter.key.encode() if letter.key else None, value=letter.to_json_bytes(),
-                partition=letter.partition,
-            )  # fmt: skip
+        await send_dead_letters(self.channels.dlq, decoded.dead)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
         if not decoded.valid:
             return
