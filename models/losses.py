@@ -11,7 +11,10 @@ table, already in the model's similarity space (`PantherModel.queries` / `item_t
   peak memory is one (chunk, V) block, forward and backward.
 - `SampledSoftmaxLoss`: `"uniform"` draws `n_negatives` ids per row uniformly from the vocabulary
   (the generative-recommenders SASRec setup; the logQ correction is a constant there and is dropped),
-  accidental hits masked; `"in_batch"` uses the batch's distinct targets as the candidates, with the
+  accidental hits masked; `"uniform_shared"` draws them uniformly too, but once per block of
+  `SHARED_BLOCK` rows (TensorFlow's sampled-softmax style): the same expected loss per row, and a
+  (rows, K) matmul instead of gathering a (rows, K, d) tensor — ~4× faster steps on CPU, where that
+  gather and its scatter-add backward are most of the step; `"in_batch"` uses the batch's distinct targets as the candidates, with the
   logQ correction −log(count / N) so popular items are not over-penalized.
 
 `temperature` divides the logits (the generative-recommenders setup: cosine similarity, τ = 0.05).
@@ -119,7 +122,33 @@ def _in_batch_negatives(
     return chunked_mean(chunk_loss, loss.chunk_size, query, label)
 
 
-_SAMPLERS = {"uniform": _uniform_negatives, "in_batch": _in_batch_negatives}
+SHARED_BLOCK = 256  # rows that share one draw of negatives under "uniform_shared"
+
+
+def _uniform_shared_negatives(
+    loss: SampledSoftmaxLoss, query: torch.Tensor, targets: torch.Tensor, table: torch.Tensor
+) -> torch.Tensor:
+    n_blocks = max(-(-len(targets) // SHARED_BLOCK), 1)
+    draws = torch.randint(PAD_ID + 1, table.shape[0], (n_blocks, loss.n_negatives), device=targets.device)
+    negatives = draws.repeat_interleave(SHARED_BLOCK, dim=0)[: len(targets)]  # (N, K), one row per query
+    never_ids = torch.tensor(NON_TARGET_IDS, device=targets.device)
+
+    def block_loss(q: torch.Tensor, t: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        shared = neg[0]  # every row of a block holds the same draw
+        neg_logit = q @ table[shared].T  # (n, K)
+        hits = (shared.unsqueeze(0) == t.unsqueeze(1)) | torch.isin(shared, never_ids).unsqueeze(0)
+        pos_logit = (q * table[t]).sum(-1, keepdim=True)
+        logits = torch.cat([pos_logit, neg_logit.masked_fill(hits, float("-inf"))], dim=1).float()
+        return F.cross_entropy(logits / loss.temperature, torch.zeros_like(t), reduction="sum")
+
+    return chunked_mean(block_loss, SHARED_BLOCK, query, targets, negatives)
+
+
+_SAMPLERS = {
+    "uniform": _uniform_negatives,
+    "uniform_shared": _uniform_shared_negatives,
+    "in_batch": _in_batch_negatives,
+}
 
 
 @dataclass(frozen=True)

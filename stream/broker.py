@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -36,6 +35,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from stream.daemon import PidFileProcess, process_matches, run_foreground
 
 if TYPE_CHECKING:
     from stream.settings import Settings
@@ -187,7 +188,7 @@ class LocalKafka:
         self.jar_dir = Path(jar_dir) if jar_dir else self.home / "jars" / f"kafka-{version}"
         self.data_dir = Path(data_dir) if data_dir else self.home / "broker"
         self.deploy_dir = deploy_dir
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process = PidFileProcess(self.pid_file, _is_kafka_process)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> LocalKafka:
@@ -345,16 +346,7 @@ class LocalKafka:
         cluster_id = self.format()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         cmd = [*self._java_cmd(heap=self.heap), _KAFKA_MAIN, str(self.config_file)]
-        with open(self.log_dir / "stdout.log", "ab") as out:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{self._proc.pid}\n")
+        self._process.spawn(cmd, self.log_dir / "stdout.log", cwd=self.data_dir)
         try:
             self._wait_ready(cluster_id, wait_s)
         except BrokerStartError:
@@ -364,40 +356,17 @@ class LocalKafka:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """SIGTERM (controlled shutdown), then SIGKILL after `timeout_s`; False if nothing ran."""
-        pid = self._live_pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not self._wait_exit(pid, timeout_s):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            self._wait_exit(pid, 10.0)
-        self.pid_file.unlink(missing_ok=True)
-        self._proc = None
-        return True
+        return self._process.stop(timeout_s)
 
     def run_foreground(self, wait_s: float = 90.0, poll_s: float = 2.0) -> None:
-        """Start, then stay in the foreground until SIGTERM/SIGINT or the JVM dies; always stop.
-
-        Process managers (honcho, systemd, Kubernetes) supervise a foreground process, not a daemon.
-        """
-
-        def terminate(_signum: int, _frame: object) -> None:
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, terminate)
-        try:
-            self.start(wait_s=wait_s)
-            while self._live_pid() is not None:
-                time.sleep(poll_s)
-            raise BrokerError(f"Kafka at {self.bootstrap} exited unexpectedly\n" + self._log_tail())
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-            signal.signal(signal.SIGTERM, previous)
+        """Start, then stay in the foreground until SIGTERM/SIGINT or the JVM dies; always stop."""
+        run_foreground(
+            start=lambda: self.start(wait_s=wait_s),
+            alive=lambda: self._live_pid() is not None,
+            stop=self.stop,
+            died=lambda: BrokerError(f"Kafka at {self.bootstrap} exited unexpectedly\n" + self._log_tail()),
+            poll_s=poll_s,
+        )
 
     def status(self, timeout_s: float = 2.0) -> BrokerStatus:
         pid = self._live_pid()
@@ -455,13 +424,12 @@ class LocalKafka:
                 )
 
     def _wait_ready(self, cluster_id: str, wait_s: float) -> None:
-        assert self._proc is not None
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            code = self._process.exit_code()
+            if code is not None:
                 raise BrokerStartError(
-                    f"Kafka {self.version} exited with code {self._proc.returncode} during start-up\n"
-                    + self._log_tail()
+                    f"Kafka {self.version} exited with code {code} during start-up\n" + self._log_tail()
                 )
             meta = probe_metadata(self.bootstrap, 1.0)
             if meta is not None and meta[0] == cluster_id and meta[1] > 0:
@@ -473,27 +441,7 @@ class LocalKafka:
         )
 
     def _live_pid(self) -> int | None:
-        """The pid in the pid file if it is still a running Kafka JVM (not a zombie, not reused)."""
-        if self._proc is not None and self._proc.poll() is not None:
-            return None  # our child exited (poll() also reaps it)
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _is_kafka_process(pid) else None
-
-    def _wait_exit(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.pid == pid:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._proc.wait(timeout=0.2)
-                    return True
-            elif not _is_kafka_process(pid):
-                return True
-            else:
-                time.sleep(0.2)
-        return False
+        return self._process.live_pid()
 
     def _log_tail(self, lines: int = 15) -> str:
         parts = []
@@ -562,22 +510,7 @@ def _require_tool(name: str, why: str) -> str:
 
 
 def _is_kafka_process(pid: int) -> bool:
-    """Alive, not a zombie, and running kafka.Kafka (guards against a recycled pid)."""
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return False
-        return state != "Z" and _KAFKA_MAIN.encode() in cmdline
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_matches(pid, lambda cmdline: _KAFKA_MAIN.encode() in cmdline)
 
 
 def _read_meta_cluster_id(meta: Path) -> str:

@@ -24,12 +24,10 @@ Layout (under `data_dir`, default `<home>/triton`):
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -41,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stream.daemon import PidFileProcess, process_matches, run_foreground
 from stream.errors import PantherError
 from triton_repo.schema import MODELS
 
@@ -206,7 +205,7 @@ class LocalTriton:
         self.python_version = _python_version(python)
         self.log_verbose = log_verbose
         self.extra_args = tuple(extra_args)
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process = PidFileProcess(self.pid_file, _is_tritonserver)
 
     @classmethod
     def from_settings(cls, settings: Settings, repo: Path | None = None, **overrides: object) -> LocalTriton:
@@ -296,17 +295,8 @@ class LocalTriton:
         self._refuse_taken_ports()
         install_python_backend(dist, self.backend_dir, self.python_version)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "wb") as log:
-            self._proc = subprocess.Popen(
-                self.command(dist),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.environment(dist),
-                cwd=self.data_dir,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{self._proc.pid}\n")
+        self.log_file.unlink(missing_ok=True)  # one log per run: load errors are read from it
+        self._process.spawn(self.command(dist), self.log_file, cwd=self.data_dir, env=self.environment(dist))
         try:
             self._wait_ready(wait_s)
         except TritonStartError:
@@ -317,38 +307,19 @@ class LocalTriton:
     def stop(self, timeout_s: float = 20.0) -> bool:
         """SIGTERM (Triton finishes in-flight requests, stops the stubs), SIGKILL to the group after
         `timeout_s`; False if nothing ran."""
-        pid = self._live_pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            self._proc = None
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not self._wait_exit(pid, timeout_s):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            self._wait_exit(pid, 10.0)
-        self.pid_file.unlink(missing_ok=True)
-        self._proc = None
-        return True
+        return self._process.stop(timeout_s)
 
     def run_foreground(self, wait_s: float = 120.0, poll_s: float = 2.0) -> None:
         """Start, stay in the foreground until SIGTERM/SIGINT or the server dies; always stop (Procfile)."""
-
-        def terminate(_signum: int, _frame: object) -> None:
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, terminate)
-        try:
-            self.start(wait_s=wait_s)
-            while self._live_pid() is not None:
-                time.sleep(poll_s)
-            raise TritonStartError(f"tritonserver at {self.grpc_url} exited unexpectedly\n{self.log_tail()}")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-            signal.signal(signal.SIGTERM, previous)
+        run_foreground(
+            start=lambda: self.start(wait_s=wait_s),
+            alive=lambda: self._live_pid() is not None,
+            stop=self.stop,
+            died=lambda: TritonStartError(
+                f"tritonserver at {self.grpc_url} exited unexpectedly\n{self.log_tail()}"
+            ),
+            poll_s=poll_s,
+        )
 
     def status(self, timeout_s: float = 2.0) -> TritonStatus:
         pid = self._live_pid()
@@ -439,13 +410,13 @@ class LocalTriton:
                 )
 
     def _wait_ready(self, wait_s: float) -> None:
-        assert self._proc is not None
         deadline = time.monotonic() + wait_s
         pending = list(self.models)
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            code = self._process.exit_code()
+            if code is not None:
                 raise TritonStartError(
-                    f"tritonserver exited with code {self._proc.returncode} while loading "
+                    f"tritonserver exited with code {code} while loading "
                     f"{', '.join(self.models)} from {self.repo}:\n{self.load_errors()}"
                 )
             if _http_ok(f"{self.http_url}/v2/health/live", 1.0):
@@ -459,26 +430,7 @@ class LocalTriton:
         )
 
     def _live_pid(self) -> int | None:
-        if self._proc is not None and self._proc.poll() is not None:
-            return None
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _is_tritonserver(pid) else None
-
-    def _wait_exit(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.pid == pid:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._proc.wait(timeout=0.2)
-                    return True
-            elif not _is_tritonserver(pid):
-                return True
-            else:
-                time.sleep(0.2)
-        return False
+        return self._process.live_pid()
 
 
 def _is_this_python(python: str) -> bool:
@@ -509,11 +461,4 @@ def _http_ok(url: str, timeout_s: float) -> bool:
 
 
 def _is_tritonserver(pid: int) -> bool:
-    """Alive, not a zombie, and a tritonserver (guards against a recycled pid)."""
-    proc = Path(f"/proc/{pid}")
-    try:
-        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and bool(cmdline) and cmdline[0].endswith(b"tritonserver")
+    return process_matches(pid, lambda cmdline: bool(cmdline) and cmdline[0].endswith(b"tritonserver"))

@@ -48,7 +48,7 @@ def test_full_softmax_never_scores_reserved_ids() -> None:
     )
 
 
-@pytest.mark.parametrize("sampler", ["uniform", "in_batch"])
+@pytest.mark.parametrize("sampler", ["uniform", "uniform_shared", "in_batch"])
 def test_sampled_softmax_sanity(sampler: str) -> None:
     q, t, table = _data(n=64, v=200)
     loss_fn = SampledSoftmaxLoss(n_negatives=16, temperature=1.0, sampler=sampler, chunk_size=10)
@@ -62,11 +62,13 @@ def test_sampled_softmax_sanity(sampler: str) -> None:
     assert sharp(eye_table[t], t, eye_table).item() < 1e-3
 
 
-def test_uniform_sampling_masks_accidental_hits() -> None:
+@pytest.mark.parametrize("sampler", ["uniform", "uniform_shared"])
+def test_uniform_sampling_masks_accidental_hits(sampler: str) -> None:
     # vocabulary {PAD, 1}: every negative equals the target and must be masked → loss exactly 0
     table = torch.randn(2, 4)
     q = torch.randn(5, 4)
-    loss = SampledSoftmaxLoss(n_negatives=8, temperature=1.0)(q, torch.ones(5, dtype=torch.long), table)
+    loss_fn = SampledSoftmaxLoss(n_negatives=8, temperature=1.0, sampler=sampler)
+    loss = loss_fn(q, torch.ones(5, dtype=torch.long), table)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
@@ -86,3 +88,15 @@ def test_loss_config_builds_and_validates() -> None:
         LossConfig(kind="hinge").build()
     with pytest.raises(ValueError, match="sampler"):
         SampledSoftmaxLoss(sampler="popular")
+
+
+def test_shared_and_per_row_negatives_agree_in_expectation() -> None:
+    # same queries, many draws: the two uniform samplers estimate the same loss
+    q, t, table = _data(n=300, v=50)
+    means = {}
+    for sampler in ("uniform", "uniform_shared"):
+        torch.manual_seed(0)
+        loss_fn = SampledSoftmaxLoss(n_negatives=8, temperature=1.0, sampler=sampler)
+        with torch.no_grad():
+            means[sampler] = torch.stack([loss_fn(q, t, table) for _ in range(200)]).mean().item()
+    assert means["uniform_shared"] == pytest.approx(means["uniform"], rel=0.02)
