@@ -14,8 +14,8 @@ table, already in the model's similarity space (`PantherModel.queries` / `item_t
   accidental hits masked; `"uniform_shared"` draws them uniformly too, but once per block of
   `SHARED_BLOCK` rows (TensorFlow's sampled-softmax style): the same expected loss per row, and a
   (rows, K) matmul instead of gathering a (rows, K, d) tensor — ~4× faster steps on CPU, where that
-  gather and its scatter-add backward are most of the step; `"in_batch"` uses the batch's distinct targets as the candidates, with the
-  logQ correction −log(count / N) so popular items are not over-penalized.
+  gather and its scatter-add backward are most of the step; `"in_batch"` uses the batch's distinct
+  targets as the candidates, with the logQ correction −log(count / N) so popular items are not over-penalized.
 
 `temperature` divides the logits (the generative-recommenders setup: cosine similarity, τ = 0.05).
 """
