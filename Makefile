@@ -32,11 +32,15 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The detector live (deploy/local/demo.sh): trains a small model the first time (~1 min), then runs the
+# Procfile with honcho until Ctrl-C. DEMO_RATE=N sets the live producer's records/s (default 20).
 demo: install
 	bash deploy/local/demo.sh "$(DEMO_DIR)"
 
+# Stops a broker/server left behind by a demo that was killed (Ctrl-C stops them by itself).
 demo-stop: install
 	-panther kafka stop
+	-panther triton stop
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,15 @@ from stream.errors import PantherError
 from stream.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+WAIT = click.option(
+    "--wait",
+    "wait_s",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for the broker/topics/Triton this needs (process managers start all at once).",
+)
 
 
 def user_errors(func: F) -> F:
@@ -106,12 +116,41 @@ def kafka_status(as_json: bool) -> None:
 
 
 @kafka.command("run", hidden=True)
+@click.option(
+    "--grace",
+    "grace_s",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="On SIGTERM keep serving this long before stopping, so that clients stopped at the same time "
+    "(the worker: commit, leave its group) still find the broker.",
+)
 @user_errors
-def kafka_run() -> None:
+def kafka_run(grace_s: float) -> None:
     """Foreground broker (for Procfile/honcho): starts, then waits until interrupted, then stops."""
     from stream.broker import LocalKafka
 
-    LocalKafka.from_settings(Settings()).run_foreground()
+    broker = LocalKafka.from_settings(Settings())
+    if not grace_s:
+        broker.run_foreground()
+        return
+    import signal
+
+    def terminate(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # honcho signals the group once; ignore repeats
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        broker.start()
+        while broker.status().running:
+            time.sleep(2.0)
+        raise PantherError(f"Kafka at {broker.bootstrap} exited unexpectedly (log: {broker.data_dir}/logs)")
+    except KeyboardInterrupt:
+        stderr.print(f"kafka: stopping in {grace_s:.0f} s, after its clients", highlight=False)
+        time.sleep(grace_s)
+    finally:
+        broker.stop()
 
 
 # ---------------------------------------------------------------- topics
@@ -121,13 +160,19 @@ def topics() -> None:
 
 
 @topics.command("create")
+@WAIT
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def topics_create(as_json: bool) -> None:
+def topics_create(wait_s: float, as_json: bool) -> None:
     """Creates the declared topics (idempotent; checks co-partitioning)."""
     from stream.topics import create_topics
 
-    emit(create_topics(Settings()), as_json)
+    settings = Settings()
+    if wait_s:
+        from stream.readiness import wait_for_kafka
+
+        wait_for_kafka(settings, wait_s)
+    emit(create_topics(settings), as_json)
 
 
 # ---------------------------------------------------------------- data
@@ -159,20 +204,39 @@ def simulate(users: int, days: int, seed: int, fraud_rate: float, out_dir: Path,
     show_default=True,
     help="Kafka record timestamp: the event's own time (replayed history) or the produce time (live).",
 )
+@click.option(
+    "--loop",
+    is_flag=True,
+    help="Live traffic until stopped: replay transactions pass after pass, each with new txn ids and "
+    "event times moved forward by whole weeks, no labels (needs --rate; implies --record-time now).",
+)
+@WAIT
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def produce(input_path: Path, topic: str | None, rate: float | None, record_time: str, as_json: bool) -> None:
+def produce(input_path: Path, topic: str | None, rate: float | None, record_time: str, loop: bool,
+            wait_s: float, as_json: bool) -> None:  # fmt: skip
     """Replays a CSV/Parquet file into Kafka, keyed by user_id."""
     from stream.files import model_for
     from stream.produce import produce_file
 
     settings = Settings()
+    is_profiles = model_for(input_path).__name__ == "UserProfile"
     if topic is None:
-        is_profiles = model_for(input_path).__name__ == "UserProfile"
         topic = settings.topic_profiles if is_profiles else settings.topic_transactions
-    report = produce_file(
-        input_path, topic, settings, rate, record_time == "event", show_progress=not as_json
-    )
+    if loop and (rate is None or is_profiles):
+        raise PantherError("--loop replays transactions at a steady pace: give transactions and --rate")
+    if wait_s:
+        from stream.readiness import wait_for_topics
+
+        wait_for_topics(settings, wait_s, [topic])
+    if loop:
+        from stream.live_traffic import produce_loop
+
+        report = produce_loop(input_path, topic, settings, rate or 1.0)
+    else:
+        report = produce_file(
+            input_path, topic, settings, rate, record_time == "event", show_progress=not as_json
+        )
     emit({"topic": topic, **report.as_dict()}, as_json)
     if report.failed:
         raise PantherError(f"{report.failed} of {report.sent} records were not delivered: {report.errors}")
@@ -185,15 +249,20 @@ def produce(input_path: Path, topic: str | None, rate: float | None, record_time
 @click.option(
     "--idle-timeout", type=float, default=None, help="Stop after this many seconds without a record."
 )
+@WAIT
 @click.option("--json", "as_json", is_flag=True, help="Raw JSON lines on stdout.")
 @user_errors
-def tail(
-    topic: str, from_beginning: bool, max_records: int | None, idle_timeout: float | None, as_json: bool
-) -> None:
+def tail(topic: str, from_beginning: bool, max_records: int | None, idle_timeout: float | None, wait_s: float,
+         as_json: bool) -> None:  # fmt: skip
     """Prints records as they arrive."""
     from stream.tail import follow, render
 
-    for record in follow(topic, Settings(), from_beginning, max_records, idle_timeout):
+    settings = Settings()
+    if wait_s:
+        from stream.readiness import wait_for_topics
+
+        wait_for_topics(settings, wait_s, [topic])
+    for record in follow(topic, settings, from_beginning, max_records, idle_timeout):
         if as_json:
             click.echo(record.value.decode("utf-8", "replace"))
         else:
@@ -278,14 +347,21 @@ def bench() -> None:
 @click.option("--device", default="auto", show_default=True, type=DEVICE)
 @click.option("--max-len", default=200, show_default=True)
 @click.option("--time-budget-s", default=None, type=float, help="Stop training each model after this long.")
+@click.option("--sampler", default="uniform", show_default=True,
+              type=click.Choice(["uniform", "uniform_shared", "in_batch"]),
+              help="Negatives of the sampled softmax; uniform_shared is ~3x faster on CPU.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def bench_movielens(path: Path | None, epochs: int, device: str, max_len: int, time_budget_s: float | None,
-                    as_json: bool) -> None:  # fmt: skip
+                    sampler: str, as_json: bool) -> None:  # fmt: skip
     """PANTHER vs SASRec vs popularity vs Markov on MovieLens, full ranking, leave-last-out."""
-    from models.bench import run_movielens_bench
+    from dataclasses import replace
 
-    emit(run_movielens_bench(path, epochs, device, max_len, time_budget_s=time_budget_s,
+    from models.bench import run_movielens_bench
+    from models.bench.movielens import ML1M_SETUP
+
+    setup = replace(ML1M_SETUP, loss=replace(ML1M_SETUP.loss, sampler=sampler))
+    emit(run_movielens_bench(path, epochs, device, max_len, time_budget_s=time_budget_s, setup=setup,
                              progress=not as_json), as_json)  # fmt: skip
 
 
@@ -396,9 +472,14 @@ def triton_run() -> None:
 @click.option("--model", "model_dir", default=None, type=MODEL_DIR, help="Default: PANTHER_MODEL_DIR.")
 @click.option("--scorer", type=click.Choice(["triton", "inprocess"]), default=None, help="PANTHER_SCORER")
 @click.option("--loglevel", default="info", show_default=True)
+@WAIT
 @user_errors
-def worker(model_dir: Path | None, scorer: str | None, loglevel: str) -> None:
-    """The Faust worker: scores `transactions`, caches embeddings, emits scores, alerts and dead letters."""
+def worker(model_dir: Path | None, scorer: str | None, loglevel: str, wait_s: float) -> None:
+    """The Faust worker: scores `transactions`, caches embeddings, emits scores, alerts and dead letters.
+
+    `--wait` waits for the declared topics and, with the Triton scorer, for Triton and both models: the
+    worker would run without Triton (degraded mode), but a fresh start should score through it.
+    """
     from stream.worker import run_worker
 
     overrides: dict[str, Any] = {}
@@ -406,7 +487,66 @@ def worker(model_dir: Path | None, scorer: str | None, loglevel: str) -> None:
         overrides["model_dir"] = model_dir
     if scorer is not None:
         overrides["scorer"] = scorer
-    run_worker(Settings(**overrides), loglevel=loglevel)
+    settings = Settings(**overrides)
+    if wait_s:
+        from stream.readiness import wait_for_topics, wait_for_triton
+
+        deadline = time.monotonic() + wait_s
+        wait_for_topics(settings, wait_s)
+        if settings.scorer == "triton":
+            wait_for_triton(settings, max(1.0, deadline - time.monotonic()))
+    run_worker(settings, loglevel=loglevel)
+
+
+# ---------------------------------------------------------------- backtest
+@main.command()
+@click.option("--topic", default=None, help="Default: PANTHER_TOPIC_TRANSACTIONS.")
+@click.option("--start", required=True, help="T0 (included): ISO-8601, UTC if no zone, or epoch ms.")
+@click.option("--end", required=True, help="T1 (included): ISO-8601 or epoch ms.")
+@click.option("--lookback", default="7d", show_default=True, help="Warm user state from T0 minus this.")
+@click.option("--lateness", default="0s", show_default=True, help="Read past T1 for late records ≤ T1.")
+@click.option("--model", "models", multiple=True, help="[LABEL=]DIR; repeat for A/B (PANTHER_MODEL_DIR)")
+@click.option("--threshold", type=float, default=None, help="Alert on score ≥ X (PANTHER_ALERT_THRESHOLD)")
+@click.option("--alert-rate", default=None, help="Alert on the top R of each model's scores (0.01 or 1%).")
+@click.option("--report", "report_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scorer", type=click.Choice(["inprocess", "triton"]), default="inprocess", show_default=True)
+@click.option("--profiles-topic", default=None, help="Default: PANTHER_TOPIC_PROFILES; '' for none.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Default: PANTHER_BATCH_MAX.")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def backtest(topic: str | None, start: str, end: str, lookback: str, lateness: str, models: tuple[str, ...],
+             threshold: float | None, alert_rate: str | None, report_dir: Path, scorer: str,
+             profiles_topic: str | None, batch_size: int | None, as_json: bool) -> None:  # fmt: skip
+    """Replays a time range of a topic through the live scorer: scores.parquet, report.json, report.html."""
+    from stream.backtest import BacktestConfig, ModelSpec, TimeRange, run_backtest
+    from stream.backtest.config import parse_duration_ms, parse_rate, parse_time_ms
+
+    settings = Settings()
+    start_ms, end_ms = parse_time_ms(start, "--start"), parse_time_ms(end, "--end")
+    lookback_ms, lateness_ms = parse_duration_ms(lookback), parse_duration_ms(lateness, "--lateness")
+    time_range = TimeRange(start_ms, end_ms, lookback_ms, lateness_ms)
+    config = BacktestConfig(
+        topic=topic or settings.topic_transactions,
+        time_range=time_range,
+        models=ModelSpec.parse_all(models or (str(settings.model_dir or settings.home / "model"),)),
+        report_dir=report_dir,
+        threshold=threshold,
+        alert_rate=parse_rate(alert_rate) if alert_rate is not None else None,
+        scorer="triton" if scorer == "triton" else "inprocess",
+        batch_size=batch_size or settings.batch_max,
+        profiles_topic=settings.topic_profiles if profiles_topic is None else profiles_topic or None,
+    )
+    summary = run_backtest(config, settings, progress=not as_json)
+    models_brief = {label: _backtest_brief(m) for label, m in summary["models"].items()}
+    read = {k: v for k, v in summary["read"].items() if k != "partitions"}
+    report = str(report_dir / "report.html")
+    emit({"report": report, "read": read, "run": summary["run"], "models": models_brief}, as_json)
+
+
+def _backtest_brief(model: dict[str, Any]) -> dict[str, Any]:
+    brief = {k: model[k] for k in ("model_version", "scored", "alerts", "alert_rate", "threshold")}
+    fraud = model.get("fraud", {})
+    return brief | {k: fraud[k] for k in ("recall@1%", "precision@1%", "pr_auc", "roc_auc") if k in fraud}
 
 
 if __name__ == "__main__":
