@@ -11,14 +11,17 @@ from stream.events import ContractError, DeadLetter, E, dead_letter, decode
 @dataclass
 class Decoded(Generic[E]):
     valid: list[tuple[Any, E]] = field(default_factory=list)  # (faust event, decoded record)
-    dead: list[DeadLetter] = field(default_factory=list)
+    dead: list[tuple[Any, DeadLetter]] = field(default_factory=list)  # (faust event, letter)
 
 
-async def send_dead_letters(dlq: Any, letters: list[DeadLetter]) -> None:
-    """Each dead letter on the DLQ, on its source partition (same Kafka transaction as the input)."""
-    for letter in letters:
+async def send_dead_letters(committer: Any, dlq: Any, letters: list[tuple[Any, DeadLetter]]) -> None:
+    """Each dead letter on the DLQ, on its source partition (same Kafka transaction as the input).
+
+    `committer` is the worker's `BatchCommitter`; `letters` pairs each letter with its source event.
+    """
+    for event, letter in letters:
         key = letter.key.encode() if letter.key else None
-        await dlq.send(key=key, value=letter.to_json_bytes(), partition=letter.partition)
+        await committer.send(dlq, event, key, letter.to_json_bytes())
 
 
 def decode_events(events: list[Any], model: type[E], topic: str, max_bytes: int) -> Decoded[E]:
@@ -30,8 +33,7 @@ def decode_events(events: list[Any], model: type[E], topic: str, max_bytes: int)
         try:
             out.valid.append((event, decode(model, bytes(raw), max_bytes)))
         except ContractError as error:
-            out.dead.append(
-                dead_letter(bytes(raw), error, topic=topic, partition=message.partition,
-                            offset=message.offset, key=message.key)
-            )  # fmt: skip
+            letter = dead_letter(bytes(raw), error, topic=topic, partition=message.partition,
+                                 offset=message.offset, key=message.key)  # fmt: skip
+            out.dead.append((event, letter))
     return out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import faust
 import numpy as np
 
@@ -12,7 +15,8 @@ from stream.settings import Settings
 from stream.worker.channels import Channels
 from stream.worker.decode import decode_events, send_dead_letters
 from stream.worker.metrics import WorkerMetrics
-from stream.worker.tables import Tables
+from stream.worker.tables import Tables, writing_for
+from stream.worker.transactions import BatchCommitter
 
 
 class ProfileAgent:
@@ -24,7 +28,9 @@ class ProfileAgent:
         tables: Tables,
         engine: ScoringEngine,
         metrics: WorkerMetrics,
+        committer: BatchCommitter,
     ) -> None:
+        self.app, self.committer = app, committer
         self.settings, self.channels, self.tables, self.engine, self.metrics = (
             settings, channels, tables, engine, metrics,
         )  # fmt: skip
@@ -32,24 +38,36 @@ class ProfileAgent:
 
     async def run(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
-            await self.process(stream, list(events))
+            try:
+                await self.process(self.committer.assigned(events))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # committed whole or not at all (see transactions.py)
+                self.app.log.exception("profile batch failed; stopping without committing it")
+                await self.committer.fail(exc)
+                raise
 
-    async def process(self, stream: faust.StreamT, events: list) -> None:
+    async def process(self, events: list[Any]) -> None:
         decoded = decode_events(events, UserProfile, self.channels.profiles.get_topic_name(),
                                 self.settings.max_message_bytes)  # fmt: skip
-        await send_dead_letters(self.channels.dlq, decoded.dead)
-        self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
-        if not decoded.valid:
-            return
         latest = {profile.user_id: (event, profile) for event, profile in decoded.valid}  # last one wins
-        ids = self.engine.live.profile_ids([profile for _, profile in latest.values()])
-        try:
-            embeddings: list[np.ndarray | None] = list(await self.engine.scorer.embed_users(ids))
-        except ScorerUnavailable:
-            embeddings = [None] * len(latest)  # scoring embeds on the fly; refreshed on a later batch
+        embeddings: list[np.ndarray | None] = []
+        ids = np.zeros((0, 0), dtype=np.int64)
+        if latest:
+            ids = self.engine.live.profile_ids([profile for _, profile in latest.values()])
+            try:
+                embeddings = list(await self.engine.scorer.embed_users(ids))
+            except ScorerUnavailable:
+                embeddings = [None] * len(latest)  # scoring embeds on the fly; refreshed on a later batch
         stamp = now_ms()
-        for (user_id, (event, _)), row, embedding in zip(latest.items(), ids, embeddings, strict=True):
-            cached = CachedProfile(row, embedding, self.engine.live.model_version, stamp)
-            stream._set_current_event(event)
-            self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
+
+        async def write() -> None:
+            await send_dead_letters(self.committer, self.channels.dlq, decoded.dead)
+            for (user_id, (event, _)), row, embedding in zip(latest.items(), ids, embeddings, strict=True):
+                cached = CachedProfile(row, embedding, self.engine.live.model_version, stamp)
+                with writing_for(event):
+                    self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
+
+        await self.committer.commit_batch(events, write)
+        self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
         self.metrics.events.labels("profile").inc(len(latest))

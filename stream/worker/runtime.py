@@ -19,7 +19,9 @@ from stream.worker.channels import Channels, declare_channels
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.profile_agent import ProfileAgent
 from stream.worker.scoring_agent import ScoringAgent
+from stream.worker.state_dir import LocalState
 from stream.worker.tables import Tables, declare_tables
+from stream.worker.transactions import BatchCommitter
 from stream.worker.web import install_endpoints
 
 
@@ -96,6 +98,7 @@ class Worker:
     tables: Tables
     engine: ScoringEngine
     metrics: WorkerMetrics
+    committer: BatchCommitter
 
 
 def build_worker(settings: Settings) -> Worker:
@@ -113,8 +116,9 @@ def build_worker(settings: Settings) -> Worker:
     channels = declare_channels(app, settings)
     tables = declare_tables(app, settings.partitions)
     metrics = WorkerMetrics()
-    ScoringAgent(app, settings, channels, tables, engine, metrics)
-    ProfileAgent(app, settings, channels, tables, engine, metrics)
+    committer = BatchCommitter(app, exactly_once=settings.processing_guarantee == "exactly_once")
+    ScoringAgent(app, settings, channels, tables, engine, metrics, committer)
+    ProfileAgent(app, settings, channels, tables, engine, metrics, committer)
 
     async def scorer_health() -> dict[str, Any]:
         if isinstance(primary, ReconnectingTritonScorer):
@@ -122,10 +126,21 @@ def build_worker(settings: Settings) -> Worker:
         return {"ready": True, "scorer": "inprocess"}
 
     install_endpoints(app, metrics, scorer_health)
-    return Worker(app, settings, channels, tables, engine, metrics)
+    return Worker(app, settings, channels, tables, engine, metrics, committer)
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Blocks until the worker is stopped (SIGTERM/SIGINT); Faust's Worker handles the signals."""
+    """Blocks until the worker is stopped (SIGTERM/SIGINT); Faust's Worker handles the signals.
+
+    Under exactly-once the local table store is kept only if the previous run shut down cleanly, and
+    marked clean again only if everything this run wrote was committed (see state_dir.py).
+    """
     worker = build_worker(settings)
-    faust.Worker(worker.app, loglevel=loglevel).execute_from_commandline()
+    local = LocalState(worker.app.conf.tabledir) if worker.committer.exactly_once else None
+    if local is not None and not local.open():
+        worker.app.log.info("no clean shutdown marker: tables are restored from their changelogs")
+    try:
+        faust.Worker(worker.app, loglevel=loglevel).execute_from_commandline()
+    finally:
+        if local is not None:
+            local.close(clean=worker.committer.clean)

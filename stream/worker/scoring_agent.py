@@ -1,8 +1,8 @@
 """The scoring agent: micro-batches of `transactions` → DLQ / scores / alerts, state in `user_windows`.
 
-Each micro-batch (`take_events(batch_max, within)`) is decoded at once, scored with one scorer call per
-round (see models.fraud.live), and its outputs are sent on the source event's partition so that, under
-exactly-once, they commit in the same Kafka transaction as the state changelog and the input offsets.
+Each micro-batch (`take_events(batch_max, within)`) is decoded at once and scored with one scorer call
+per round (see models.fraud.live) before anything is written; then its state, scores, alerts and dead
+letters are written and committed with its input offsets as one Kafka transaction (`transactions.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from stream.settings import Settings
 from stream.worker.channels import Channels
 from stream.worker.decode import decode_events, send_dead_letters
 from stream.worker.metrics import WorkerMetrics
-from stream.worker.tables import Tables
+from stream.worker.tables import Tables, writing_for
+from stream.worker.transactions import BatchCommitter
 
 MAX_BACKOFF_S = 10.0
 
@@ -36,50 +37,65 @@ class ScoringAgent:
         tables: Tables,
         engine: ScoringEngine,
         metrics: WorkerMetrics,
+        committer: BatchCommitter,
     ) -> None:
         self.app, self.settings, self.channels, self.tables = app, settings, channels, tables
-        self.engine, self.metrics = engine, metrics
+        self.engine, self.metrics, self.committer = engine, metrics, committer
         app.agent(channels.transactions, name="score-transactions")(self.run)
 
     async def run(self, stream: faust.StreamT) -> None:
         async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
             started = time.perf_counter()
-            await self.process(stream, list(events))
+            try:
+                await self.process(self.committer.assigned(events))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a batch is committed whole or not at all: stop, reprocess on restart
+                self.app.log.exception("scoring batch failed; stopping without committing it")
+                await self.committer.fail(exc)
+                raise
             self.metrics.batch_size.observe(len(events))
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    async def process(self, stream: faust.StreamT, events: list[Any]) -> None:
+    async def process(self, events: list[Any]) -> None:
+        """Decode and score (nothing written yet), then write state and outputs as one transaction."""
         decoded = decode_events(events, Transaction, self.channels.transactions.get_topic_name(),
                                 self.settings.max_message_bytes)  # fmt: skip
-        await send_dead_letters(self.channels.dlq, decoded.dead)
-        self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
-        if not decoded.valid:
-            return
         source = {txn.user_id: event for event, txn in decoded.valid}  # a user's events share a partition
         txns = [txn for _, txn in decoded.valid]
         states = self._load_states(source)
         profiles = self._load_profiles(source)
-        await self._refresh_stale(stream, source, profiles)
-        outcomes = await self._score_with_backoff(txns, states, profiles)
-        for user_id, state in states.items():
-            stream._set_current_event(source[user_id])  # table writes go to the user's partition
-            self.tables.user_windows[user_id.encode()] = state.to_bytes()
-        for (event, _), outcome in zip(decoded.valid, outcomes, strict=True):
-            partition = event.message.partition
-            if outcome.score is None:
-                self.metrics.events.labels("duplicate").inc()
-                continue
-            key = outcome.txn.user_id.encode()
-            await self.channels.scores.send(key=key, value=outcome.score.to_json_bytes(), partition=partition)
-            self.metrics.events.labels("scored").inc()
-            if outcome.score.degraded:
-                self.metrics.degraded.inc()
-            if outcome.alert is not None:
-                alert = outcome.alert.to_json_bytes()
-                await self.channels.alerts.send(key=key, value=alert, partition=partition)
-                self.metrics.alerts.inc()
-            lag = time.time() - event.message.timestamp
-            self.metrics.lag_seconds.observe(max(lag, 0.0))
+        refreshed = await self._refresh_stale(profiles)
+        outcomes = await self._score_with_backoff(txns, states, profiles) if txns else []
+
+        async def write() -> None:
+            await send_dead_letters(self.committer, self.channels.dlq, decoded.dead)
+            for user_id, cached in refreshed.items():
+                with writing_for(source[user_id]):  # the user's partition (store and changelog)
+                    self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
+            for user_id, state in states.items():
+                with writing_for(source[user_id]):
+                    self.tables.user_windows[user_id.encode()] = state.to_bytes()
+            for (event, _), outcome in zip(decoded.valid, outcomes, strict=True):
+                await self._publish(event, outcome)
+
+        await self.committer.commit_batch(events, write)
+        self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
+
+    async def _publish(self, event: Any, outcome: Any) -> None:
+        if outcome.score is None:
+            self.metrics.events.labels("duplicate").inc()
+            return
+        key = outcome.txn.user_id.encode()
+        await self.committer.send(self.channels.scores, event, key, outcome.score.to_json_bytes())
+        self.metrics.events.labels("scored").inc()
+        if outcome.score.degraded:
+            self.metrics.degraded.inc()
+        if outcome.alert is not None:
+            await self.committer.send(self.channels.alerts, event, key, outcome.alert.to_json_bytes())
+            self.metrics.alerts.inc()
+        lag = time.time() - event.message.timestamp
+        self.metrics.lag_seconds.observe(max(lag, 0.0))
 
     def _load_states(self, source: dict[str, Any]) -> dict[str, UserState]:
         states: dict[str, UserState] = {}
@@ -96,13 +112,12 @@ class ScoringAgent:
             profiles[user_id] = CachedProfile.from_bytes(raw) if raw is not None else None
         return profiles
 
-    async def _refresh_stale(
-        self, stream: faust.StreamT, source: dict[str, Any], profiles: dict[str, CachedProfile | None]
-    ) -> None:
+    async def _refresh_stale(self, profiles: dict[str, CachedProfile | None]) -> dict[str, CachedProfile]:
         """Embeddings older than the TTL or made by another model version are recomputed in one call.
 
-        A user with no cached profile is scored with "all fields missing" ids (the scorer embeds them on
-        the fly); the profile agent fills the cache when the profile arrives.
+        Returns the refreshed entries (written to `user_embeddings` with the batch) and updates
+        `profiles` in place. A user with no cached profile is scored with "all fields missing" ids (the
+        scorer embeds them on the fly); the profile agent fills the cache when the profile arrives.
         """
         stale = [
             user_id
@@ -110,18 +125,19 @@ class ScoringAgent:
             if cached is not None and not cached_is_fresh(cached, self.engine, self.settings.embedding_ttl_s)
         ]
         if not stale:
-            return
+            return {}
         ids = np.stack([profiles[user_id].profile_ids for user_id in stale])  # type: ignore[union-attr]
         try:
             embeddings = await self.engine.scorer.embed_users(ids)
         except ScorerUnavailable:
-            return  # keep the old embedding; refresh on a later batch
+            return {}  # keep the old embedding; refresh on a later batch
         stamp = now_ms()
-        for user_id, row, embedding in zip(stale, ids, embeddings, strict=True):
-            fresh = CachedProfile(row, embedding, self.engine.live.model_version, stamp)
-            profiles[user_id] = fresh
-            stream._set_current_event(source[user_id])
-            self.tables.user_embeddings[user_id.encode()] = fresh.to_bytes()
+        refreshed = {
+            user_id: CachedProfile(row, embedding, self.engine.live.model_version, stamp)
+            for user_id, row, embedding in zip(stale, ids, embeddings, strict=True)
+        }
+        profiles.update(refreshed)
+        return refreshed
 
     async def _score_with_backoff(self, txns: list[Transaction], states: dict[str, UserState],
                                   profiles: dict[str, CachedProfile | None]) -> list[Any]:  # fmt: skip
