@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from stream.console import stderr
 from stream.errors import PantherError
@@ -46,6 +47,14 @@ def user_errors(func: F) -> F:
             sys.exit(getattr(exc, "exit_code", 2))
         except KafkaException as exc:
             stderr.print(f"[red]kafka error:[/red] {exc.args[0].str() if exc.args else exc}")
+            sys.exit(2)
+        except ValidationError as exc:  # PANTHER_* settings that do not validate
+            if exc.title != Settings.__name__:
+                raise
+            problems = "; ".join(
+                f"PANTHER_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            stderr.print(f"[red]error:[/red] invalid settings: {problems}", highlight=False, markup=True)
             sys.exit(2)
         except KeyboardInterrupt:
             stderr.print("interrupted")
@@ -395,6 +404,45 @@ def bench_fraud(transactions: Path, profiles: Path | None, model_dir: Path | Non
 
     emit(run_fraud_bench(transactions, profiles, model_dir, train_fraction, epochs, device,
                          progress=not as_json), as_json)  # fmt: skip
+
+
+@bench.command("stream")
+@click.option("--events", default=5000, show_default=True, type=click.IntRange(min=1), help="Per rate.")
+@click.option("--rate", default=None, type=click.FloatRange(min=1), help="One fixed rate (records/s).")
+@click.option(
+    "--rates",
+    default="500,1000,2000,5000,max",
+    show_default=True,
+    help="Rates to run in turn (records/s; max = as fast as the producer goes); --rate overrides.",
+)
+@click.option("--scorer", default="inprocess", show_default=True, type=click.Choice(["inprocess", "triton"]))
+@click.option(
+    "--model",
+    "model_dir",
+    default=None,
+    type=MODEL_DIR,
+    help="Default: a demo-sized model, trained once under $PANTHER_HOME/bench-stream.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="live.parquet (or transactions.parquet) and profiles.parquet; needed with --model.",
+)
+@click.option("--timeout-s", default=300.0, show_default=True, help="Longest wait for a run's last score.")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def bench_stream(events: int, rate: float | None, rates: str, scorer: str, model_dir: Path | None,
+                 data_dir: Path | None, timeout_s: float, as_json: bool) -> None:  # fmt: skip
+    """End to end: producer → Kafka → worker → scores; throughput, latency percentiles, CPU per process."""
+    from stream.bench_stream import parse_rates, run_stream_bench
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    chosen = [rate] if rate else parse_rates(rates)
+    emit(run_stream_bench(events, chosen, scorer, model_dir, data_dir, timeout_s, say=say), as_json)
 
 
 # ---------------------------------------------------------------- serving

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from stream.errors import KafkaUnreachable
 from stream.events import Transaction
 from stream.files import count_rows, model_for, read_events
 from stream.settings import Settings
-from stream.topics import admin_client, existing_partitions
+from stream.topics import admin_client, existing_partitions, topic_retention_ms
 
 
 @dataclass
@@ -23,6 +24,7 @@ class DeliveryReport:
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    oldest_record_ms: int | None = None
 
     def on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is None:
@@ -96,6 +98,8 @@ def produce_file(
                     else 0
                 )
                 _send(producer, topic, event.user_id.encode(), event.to_json_bytes(), timestamp, report)
+                if timestamp and (report.oldest_record_ms is None or timestamp < report.oldest_record_ms):
+                    report.oldest_record_ms = timestamp
             producer.poll(0)
             progress.update(task, advance=len(chunk))
         remaining = producer.flush(settings.kafka_timeout_s * 3)
@@ -105,7 +109,25 @@ def produce_file(
     report.seconds = time.perf_counter() - started
     if report.sent and not report.delivered and report.failed:
         raise KafkaUnreachable(settings.kafka_bootstrap, next(iter(report.errors)))
+    _warn_if_retention_deletes(settings, topic, report.oldest_record_ms)
     return report
+
+
+def _warn_if_retention_deletes(settings: Settings, topic: str, oldest_ms: int | None) -> None:
+    """History replayed with its own event times older than the topic's retention is deleted by the
+    broker on its next retention check (minutes), silently for every consumer: say so now."""
+    if oldest_ms is None:
+        return
+    retention = topic_retention_ms(admin_client(settings), topic)
+    age_ms = int(time.time() * 1000) - oldest_ms
+    if retention is not None and retention >= 0 and age_ms > retention:
+        warnings.warn(
+            f"{topic}: records are up to {age_ms / 86_400_000:.0f} days old (their event times) but the "
+            f"topic keeps {retention / 86_400_000:.1f} days; the broker will delete them within minutes. "
+            "Create the topic with a longer PANTHER_RETENTION_MS (-1 = forever) or produce with "
+            "--record-time now.",
+            stacklevel=2,
+        )
 
 
 def _send(

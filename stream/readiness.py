@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 from stream.console import stderr
 from stream.errors import PantherError
-from stream.settings import Settings
+from stream.settings import KafkaSecurityConfigError, Settings
 from stream.topics import admin_client, declared_topics, existing_partitions
 
 Probe = Callable[[], str | None]
@@ -56,6 +56,8 @@ def topics_probe(settings: Settings, names: Iterable[str]) -> Probe:
         quick = settings.model_copy(update={"kafka_timeout_s": 2.0})
         try:
             present = existing_partitions(admin_client(quick), quick)
+        except KafkaSecurityConfigError:
+            raise  # a configuration mistake: waiting will not fix it
         except PantherError:
             return f"no broker answers at {settings.kafka_bootstrap}"
         missing = [name for name in wanted if name not in present]

@@ -14,10 +14,17 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream.errors import PantherError
+from stream.events import DEFAULT_MAX_MESSAGE_BYTES
+
 # librdkafka's own log lines (connection refused, retries) go here instead of raw stderr, so a user
 # sees our one-line error; an application that configures logging still receives them.
 KAFKA_CLIENT_LOG = logging.getLogger("panther.librdkafka")
 KAFKA_CLIENT_LOG.addHandler(logging.NullHandler())
+
+
+class KafkaSecurityConfigError(PantherError):
+    """PANTHER_KAFKA_* security settings that cannot work together; retrying will not help."""
 
 
 class Settings(BaseSettings):
@@ -28,11 +35,16 @@ class Settings(BaseSettings):
 
     # Kafka client side.
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Security (docs/SECURITY.md): the same values reach confluent-kafka (`kafka_client_config`) and
+    # Faust/aiokafka (`stream/worker/app.py`). Secrets are SecretStr: masked in repr and model_dump.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_cafile: Path | None = None  # CA bundle; unset: the system's trust store
+    kafka_ssl_certfile: Path | None = None  # client certificate (PEM) for mutual TLS
+    kafka_ssl_keyfile: Path | None = None  # its private key (PEM)
+    kafka_ssl_key_password: SecretStr | None = None  # when the key is encrypted
     kafka_timeout_s: float = 10.0
 
     # Local single-node KRaft broker (`panther kafka start`).
@@ -83,11 +95,63 @@ class Settings(BaseSettings):
     triton_torch_threads: int = Field(default=1, ge=0)  # per Triton instance; 0 = torch default
     torch_threads: int = Field(default=1, ge=0)  # the worker's in-process scorer; 0 = torch default
 
-    # Input limits (bad input goes to the DLQ, never crashes a consumer).
-    max_message_bytes: int = 64 * 1024
+    # Input limits (bad input goes to the DLQ, never crashes a consumer; docs/RELIABILITY.md). Larger
+    # records are dead-lettered unparsed; the cap keeps a dead letter (raw bytes base64, ~4/3 of this)
+    # under the broker's default 1 MB message.max.bytes.
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024, le=512 * 1024)
+
+    # Static group membership (Kafka `group.instance.id`, one unique value per worker replica, e.g. the
+    # pod name): a worker restarted after a crash takes its partitions back at once instead of waiting
+    # for the broker's session timeout. Unset: dynamic membership (a clean stop leaves the group).
+    worker_group_instance_id: str | None = None
+
+    def check_kafka_security(self) -> None:
+        """Half a security configuration fails here, by setting name, not later as a handshake error.
+
+        Called when a Kafka client is built rather than when settings are read, so a command that
+        never talks to Kafka (and a manifest test without its Secret) is not refused for it.
+        """
+        protocol = self.kafka_security_protocol
+        sasl = {
+            "PANTHER_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "PANTHER_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "PANTHER_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        if protocol.startswith("SASL"):
+            missing = [name for name, value in sasl.items() if not value]
+            if missing:
+                raise KafkaSecurityConfigError(
+                    f"PANTHER_KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)}"
+                )
+        elif any(sasl.values()):
+            raise KafkaSecurityConfigError(
+                f"PANTHER_KAFKA_SASL_* is set but PANTHER_KAFKA_SECURITY_PROTOCOL={protocol}; "
+                "use SASL_SSL (or SASL_PLAINTEXT on a trusted network)"
+            )
+        files = {
+            "PANTHER_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "PANTHER_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "PANTHER_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        given = {name: path for name, path in files.items() if path is not None}
+        if given and not protocol.endswith("SSL"):
+            raise KafkaSecurityConfigError(
+                f"{', '.join(given)} set but PANTHER_KAFKA_SECURITY_PROTOCOL={protocol}"
+            )
+        for name, path in given.items():
+            if not path.is_file():
+                raise KafkaSecurityConfigError(f"{name}={path} is not a file")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise KafkaSecurityConfigError(
+                "PANTHER_KAFKA_SSL_CERTFILE and PANTHER_KAFKA_SSL_KEYFILE go together"
+            )
 
     def kafka_client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every confluent-kafka client (producer, consumer, admin)."""
+        """librdkafka settings shared by every confluent-kafka client (producer, consumer, admin).
+
+        It holds secrets in clear (librdkafka needs them): pass it to a client, never to a log.
+        """
+        self.check_kafka_security()
         config: dict[str, Any] = {
             "bootstrap.servers": self.kafka_bootstrap,
             "security.protocol": self.kafka_security_protocol,
@@ -102,6 +166,12 @@ class Settings(BaseSettings):
             config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
         if self.kafka_ssl_cafile:
             config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            config["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            config["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        if self.kafka_ssl_key_password:
+            config["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
         return config
 
 

@@ -6,10 +6,11 @@ worker owns a user's window and embedding together.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from stream.errors import KafkaUnreachable, PantherError
 from stream.settings import Settings
@@ -87,10 +88,26 @@ def create_topics(settings: Settings) -> dict[str, str]:
 
 
 def _check_copartitioned(admin: AdminClient, settings: Settings) -> None:
-    counts = existing_partitions(admin, settings)
+    """Transactions and profiles must have the same partition count. A topic created a moment ago can
+    be missing from metadata (or listed without partitions) for a short while: wait for both first."""
     pair = (settings.topic_transactions, settings.topic_profiles)
+    deadline = time.monotonic() + settings.kafka_timeout_s
+    counts = existing_partitions(admin, settings)
+    while not all(counts.get(name) for name in pair) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        counts = existing_partitions(admin, settings)
     if counts.get(pair[0]) != counts.get(pair[1]):
         raise PantherError(
             f"{pair[0]} has {counts.get(pair[0])} partitions but {pair[1]} has {counts.get(pair[1])}: "
             "they must be co-partitioned by user_id (same count)"
         )
+
+
+def topic_retention_ms(admin: AdminClient, topic: str, timeout_s: float = 10.0) -> int | None:
+    """The topic's effective `retention.ms` (−1 = forever), or None when it cannot be read."""
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result(timeout_s)
+        return int(configs["retention.ms"].value)
+    except (KafkaException, KeyError, ValueError, TypeError):
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,3 +118,21 @@ def test_unreachable_broker_is_one_clear_error(tmp_path: Path) -> None:
     _transactions(3).to_parquet(path)
     with pytest.raises(KafkaUnreachable, match=r"not reachable at 127\.0\.0\.1:\d+"):
         produce_file(path, "transactions", settings, show_progress=False)
+
+
+def test_history_older_than_the_topic_retention_is_flagged(
+    kafka_bootstrap: str, unique_topic, tmp_path: Path
+) -> None:
+    path = tmp_path / "transactions.parquet"
+    _transactions(10).to_parquet(path)  # March 2026: older than a 7-day retention
+    short = _settings(kafka_bootstrap, unique_topic, retention_ms=7 * 24 * 3600 * 1000)
+    create_topics(short)
+    with pytest.warns(UserWarning, match="will delete them"):
+        produce_file(path, short.topic_transactions, short, show_progress=False)
+
+    forever = _settings(kafka_bootstrap, unique_topic, retention_ms=-1)
+    create_topics(forever)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = produce_file(path, forever.topic_transactions, forever, show_progress=False)
+    assert report.delivered == 10

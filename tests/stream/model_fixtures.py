@@ -1,0 +1,85 @@
+"""Shared test helpers: a tiny trained model artefact, and the in-process engine run live must equal.
+
+Import the fixture where it is needed (`from tests.stream.model_fixtures import tiny_model`). It is
+session-scoped: one ~30 s training (simulate → pretrain → fit-fraud with tiny overrides) serves every
+test module that imports it in the same pytest session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+from stream.engine import CachedProfile, ScoringEngine
+from stream.events import Transaction, UserProfile
+from stream.files import read_events
+from stream.live_model import LiveModel
+from stream.scoring import InProcessScorer
+
+TINY_SIMULATION = {"users": 150, "days": 14, "seed": 11, "fraud_rate": 0.03}
+
+
+def train_tiny_model(root: Path) -> tuple[Path, Path]:
+    """(model dir, data dir): a small simulated dataset under root/data and a model trained on it."""
+    from models.fraud.api import fit_fraud
+    from models.training.pretrain import pretrain_transactions
+    from stream.simulator import SimulatorConfig, simulate, write_dataset
+
+    txns, profiles = simulate(SimulatorConfig(**TINY_SIMULATION))
+    paths = write_dataset(txns, profiles, root / "data")
+    model = root / "model"
+    pretrain_transactions(
+        paths["transactions"], paths["profiles"], model, epochs=1, device="cpu", max_len=16,
+        ablations=False, include_first_token=False, progress=False,
+        model_overrides={"d_model": 16, "n_layers": 1, "n_heads": 1},
+    )  # fmt: skip
+    fit_fraud(model, paths["transactions"], paths["profiles"], epochs=1, device="cpu")
+    return model, root / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model dir, data dir) — trained once per session."""
+    return train_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def read_profiles(path: Path) -> list[UserProfile]:
+    return [p for chunk in read_events(path, UserProfile) for p in chunk]
+
+
+def engine_scores(
+    model: Path,
+    txns: Iterable[Transaction],
+    profiles: list[UserProfile] | None = None,
+    batch: int = 64,
+) -> Mapping[str, float]:
+    """txn_id → score of the same events through the same engine, in-process, no Kafka.
+
+    Events are scored in the given order, `batch` at a time; every user with a profile gets its cached
+    embedding first, as the worker's profile agent (and the backtest) would have it.
+    """
+    live = LiveModel.from_artifact_dir(model)
+    scorer = InProcessScorer.from_artifact(model, threads=1)
+    engine = ScoringEngine(live, scorer, 0.5)
+    events = list(txns)
+
+    async def run() -> dict[str, float]:
+        cached: dict[str, CachedProfile | None] = {}
+        if profiles:
+            ids = live.profile_ids(profiles)
+            embeddings = await scorer.embed_users(ids)
+            for profile, row, embedding in zip(profiles, ids, embeddings, strict=True):
+                cached[profile.user_id] = CachedProfile(row, embedding, live.model_version, 0)
+        states: dict = {}
+        scores: dict[str, float] = {}
+        for i in range(0, len(events), batch):
+            for outcome in await engine.score(events[i : i + batch], states, cached):
+                if outcome.score is not None:
+                    scores[outcome.txn.txn_id] = outcome.score.score
+        await scorer.close()
+        return scores
+
+    return asyncio.run(run())
