@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from stream.console import stderr
-from stream.errors import KafkaUnreachable, PantherError
+from stream.errors import PantherError
 from stream.events import Transaction
 from stream.files import read_events
-from stream.produce import DeliveryReport, RateLimiter, _send, make_producer
+from stream.produce import DeliveryReport, RateLimiter, _send, finish_delivery, make_producer
 from stream.settings import Settings
 from stream.topics import admin_client, existing_partitions
 
@@ -116,13 +116,7 @@ def produce_loop(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        remaining = producer.flush(settings.kafka_timeout_s)
-        report.failed += remaining
-        if remaining:
-            report.errors["not delivered before the flush timeout"] = remaining
-        report.seconds = time.perf_counter() - started
-    if report.sent and not report.delivered and report.failed:
-        raise KafkaUnreachable(settings.kafka_bootstrap, next(iter(report.errors)))
+    finish_delivery(producer, report, started, settings, settings.kafka_timeout_s)
     return report
 
 

@@ -102,15 +102,22 @@ def produce_file(
                     report.oldest_record_ms = timestamp
             producer.poll(0)
             progress.update(task, advance=len(chunk))
-        remaining = producer.flush(settings.kafka_timeout_s * 3)
+    finish_delivery(producer, report, started, settings, settings.kafka_timeout_s * 3)
+    _warn_if_retention_deletes(settings, topic, report.oldest_record_ms)
+    return report
+
+
+def finish_delivery(
+    producer: Producer, report: DeliveryReport, started: float, settings: Settings, flush_s: float
+) -> None:
+    """Flush, count what was not delivered, and turn "nothing ever arrived" into one clear error."""
+    remaining = producer.flush(flush_s)
     report.failed += remaining
     if remaining:
         report.errors["not delivered before the flush timeout"] = remaining
     report.seconds = time.perf_counter() - started
     if report.sent and not report.delivered and report.failed:
         raise KafkaUnreachable(settings.kafka_bootstrap, next(iter(report.errors)))
-    _warn_if_retention_deletes(settings, topic, report.oldest_record_ms)
-    return report
 
 
 def _warn_if_retention_deletes(settings: Settings, topic: str, oldest_ms: int | None) -> None:
