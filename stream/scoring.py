@@ -173,8 +173,12 @@ class InProcessScorer:
     def signal_names(self) -> tuple[str, ...]:
         return tuple(self._runner.info.signal_names)
 
-    def score_sync(self, request: ScoreRequest) -> ScoreResult:
-        """The same as `score`, on the caller's thread (offline loops, `models.fraud.live.score_events`)."""
+    def score_sync(self, request: ScoreRequest, reasons: bool = True) -> ScoreResult:
+        """The same as `score`, on the caller's thread (offline loops, `models.fraud.live.score_events`).
+
+        `reasons=False` skips the per-signal contributions (integrated gradients, ~45% of the model's
+        time): the engine asks for them only for the rows that alert.
+        """
         from triton_repo.runner import InvalidRequest
 
         arrays = request.arrays()
@@ -182,7 +186,8 @@ class InProcessScorer:
             self._runner.validate(arrays)
         except InvalidRequest as exc:
             raise RequestRejected(f"in-process scorer: {exc}") from None
-        return ScoreResult.from_outputs(self._runner.score(arrays), self.model_version, self.signal_names)
+        outputs = self._runner.score(arrays, reasons=reasons)
+        return ScoreResult.from_outputs(outputs, self.model_version, self.signal_names)
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.score_sync, request)

@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         producer_max_request_size=settings.max_message_bytes * 32,
         stream_buffer_maxsize=max(4 * settings.batch_max, 1024),  # bounded: backpressure, not memory growth
+        consumer_group_instance_id=settings.worker_group_instance_id,  # static membership when set
         autodiscover=False,
         key_serializer="raw",  # tables and topics carry our own bytes (see tables.py)
         value_serializer="raw",

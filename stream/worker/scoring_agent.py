@@ -66,7 +66,9 @@ class ScoringAgent:
         states = self._load_states(source)
         profiles = self._load_profiles(source)
         refreshed = await self._refresh_stale(profiles)
+        started = time.perf_counter()
         outcomes = await self._score_with_backoff(txns, states, profiles) if txns else []
+        self.metrics.score_seconds.observe(time.perf_counter() - started)
 
         async def write() -> None:
             await send_dead_letters(self.committer, self.channels.dlq, decoded.dead)
@@ -74,12 +76,15 @@ class ScoringAgent:
                 with writing_for(source[user_id]):  # the user's partition (store and changelog)
                     self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
             for user_id, state in states.items():
-                with writing_for(source[user_id]):
-                    self.tables.user_windows[user_id.encode()] = state.to_bytes()
+                if isinstance(state, UserState):  # bytes: no event of the user was scored (all duplicates)
+                    with writing_for(source[user_id]):
+                        self.tables.user_windows[user_id.encode()] = state.to_bytes()
             for (event, _), outcome in zip(decoded.valid, outcomes, strict=True):
                 await self._publish(event, outcome)
 
+        started = time.perf_counter()
         await self.committer.commit_batch(events, write)
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
 
     async def _publish(self, event: Any, outcome: Any) -> None:
@@ -97,12 +102,13 @@ class ScoringAgent:
         lag = time.time() - event.message.timestamp
         self.metrics.lag_seconds.observe(max(lag, 0.0))
 
-    def _load_states(self, source: dict[str, Any]) -> dict[str, UserState]:
-        states: dict[str, UserState] = {}
+    def _load_states(self, source: dict[str, Any]) -> dict[str, UserState | bytes]:
+        """The stored bytes: the engine decodes them into its working copy (no decode + copy here)."""
+        states: dict[str, UserState | bytes] = {}
         for user_id in source:
             raw = self.tables.user_windows.get(user_id.encode())
             if raw is not None:
-                states[user_id] = UserState.from_bytes(raw)
+                states[user_id] = raw
         return states
 
     def _load_profiles(self, source: dict[str, Any]) -> dict[str, CachedProfile | None]:
@@ -139,7 +145,7 @@ class ScoringAgent:
         profiles.update(refreshed)
         return refreshed
 
-    async def _score_with_backoff(self, txns: list[Transaction], states: dict[str, UserState],
+    async def _score_with_backoff(self, txns: list[Transaction], states: dict[str, UserState | bytes],
                                   profiles: dict[str, CachedProfile | None]) -> list[Any]:  # fmt: skip
         """Degraded mode "pause": hold the batch (nothing acked, nothing lost) and retry with backoff."""
         delay = 0.25

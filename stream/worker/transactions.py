@@ -22,12 +22,14 @@ why the local RocksDB copy is then rebuilt from the changelog).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 
 Write = Callable[[], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
 class BatchFailed(RuntimeError):
@@ -65,6 +67,39 @@ class BatchCommitter:
                 return await original(topics, start_new_transaction=start_new_transaction)
 
         consumer.commit = guarded_commit  # type: ignore[method-assign]
+        if self.exactly_once:
+            self.app.producer.commit_transactions = self._concurrent_commits(self.app.producer)  # type: ignore[method-assign]
+
+    @staticmethod
+    def _concurrent_commits(producer: Any) -> Callable[..., Awaitable[None]]:
+        """Faust's `commit_transactions`, with the partitions' transactions committed side by side.
+
+        Faust (0.15.3, faust/transport/drivers/aiokafka.py) commits one transactional producer after
+        the other: per source partition, offsets to the transaction, EndTxn, begin. Each is a few
+        broker round trips, so a batch's commit grew with the partition count (~110 ms of a 300 ms
+        batch at 4 partitions on the loaded dev machine). The transactions are independent (one
+        producer and one lock per transactional id; a crash between two of them leaves the same
+        mix of committed and open transactions either way), so they can run concurrently.
+        """
+        locks, producers = producer._trn_locks, producer._transaction_producers
+
+        async def one(transactional_id: str, offsets: Any, group_id: str, start_new: bool) -> None:
+            async with locks[transactional_id]:
+                transaction_producer = producers.get(transactional_id)
+                if transaction_producer is None:  # as Faust: a revoked partition's new owner reads it again
+                    log.warning("commit invoked for unknown transaction %s", transactional_id)
+                    return
+                await transaction_producer.send_offsets_to_transaction(offsets, group_id)
+                await transaction_producer.commit_transaction()
+                if start_new:
+                    await transaction_producer.begin_transaction()
+
+        async def commit_transactions(tid_to_offset_map: Any, group_id: str,
+                                      start_new_transaction: bool = True) -> None:  # fmt: skip
+            await asyncio.gather(*(one(tid, offsets, group_id, start_new_transaction)
+                                   for tid, offsets in tid_to_offset_map.items()))  # fmt: skip
+
+        return commit_transactions
 
     def assigned(self, events: Sequence[Any]) -> list[Any]:
         """Events whose partition is still ours (a take() buffer can outlive a rebalance)."""

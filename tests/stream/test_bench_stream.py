@@ -1,0 +1,51 @@
+"""The pieces of `panther bench stream` that need no broker (the end-to-end run is the benchmark itself)."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stream.bench_stream import cpu_seconds, make_runs, parse_rates, percentiles
+from stream.errors import PantherError
+
+
+def test_rates_parse_numbers_and_max() -> None:
+    assert parse_rates("500, 1000,max") == [500.0, 1000.0, None]
+    with pytest.raises(PantherError, match="fast"):
+        parse_rates("500,fast")
+
+
+def test_percentiles_are_in_milliseconds() -> None:
+    stats = percentiles([0.001 * i for i in range(1, 101)])  # 1 ms … 100 ms
+    assert stats["p50_ms"] == pytest.approx(50.5, abs=0.1)
+    assert stats["p99_ms"] == pytest.approx(99.0, abs=0.1)
+    assert stats["max_ms"] == 100.0
+    assert percentiles([]) == {}
+
+
+def test_cpu_seconds_counts_this_process_working() -> None:
+    before = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds(os.getpid()) - before >= 0.1
+
+
+def test_each_run_gets_new_transactions(tmp_path: Path) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    frame = pd.DataFrame({
+        "txn_id": [f"t{i}" for i in range(3)], "user_id": ["u1", "u2", "u1"],
+        "timestamp": [start + timedelta(hours=i) for i in range(3)], "amount": [10.0, 20.0, 30.0],
+        "merchant_id": ["m1", "m2", "m3"],
+    })  # fmt: skip
+    frame.to_parquet(tmp_path / "live.parquet")
+    runs = make_runs(tmp_path / "live.parquet", events=5, runs=2)
+    assert [len(run) for run in runs] == [5, 5]
+    ids = [t.txn_id for run in runs for t in run]
+    assert len(set(ids)) == len(ids), "a replayed txn id would be skipped as a duplicate"
+    assert all(t.timestamp > start for run in runs for t in run)

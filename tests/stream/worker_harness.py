@@ -1,0 +1,217 @@
+"""What the worker tests share: a real `panther worker` subprocess, its settings, and exactly-once checks.
+
+Used by test_worker.py (correctness, restarts, Triton) and test_faults.py (kill, broker restart, Triton
+outage, backpressure). Importing the `offline` fixture from here gives a module the reference run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stream.broker import free_port
+from stream.events import Transaction
+from stream.files import read_events
+from stream.produce import produce_file
+from stream.settings import Settings
+from stream.tail import follow
+from tests.stream.model_fixtures import engine_scores, read_profiles
+
+LIVE_ROWS = 600
+LOGLEVEL = os.environ.get("PANTHER_TEST_WORKER_LOGLEVEL", "warning")  # info: Faust's rebalances, commits
+
+
+def worker_settings(bootstrap: str, unique_topic: Callable[[str], str], tmp: Path, model: Path,
+                    threshold: float, **overrides: object) -> Settings:  # fmt: skip
+    roles = ("transactions", "profiles", "alerts", "scores", "dlq")
+    names = {f"topic_{role}": unique_topic(role) for role in roles}
+    values: dict[str, object] = dict(
+        kafka_bootstrap=bootstrap, partitions=2, app_id=unique_topic("app"), web_port=free_port(),
+        worker_data_dir=tmp / "worker", model_dir=model, scorer="inprocess", batch_max=64,
+        batch_within_s=0.05, standby_replicas=0, alert_threshold=threshold, **names,
+        retention_ms=-1,  # months-old events keep their event time as record time: a time retention
+    )  # fmt: skip        # would let the broker delete them under the worker (fetch offset out of range)
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name in {"home", "kafka_sasl_password"}:
+            continue
+        env[f"PANTHER_{name.upper()}"] = str(value)
+    return env
+
+
+class WorkerProcess:
+    """`python -m stream.cli worker` with `settings` in its environment; log appended to `log`."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings, self.log = settings, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        handle = open(self.log, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", LOGLEVEL],
+            env=worker_env(self.settings), stdout=handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def get(self, path: str) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.settings.web_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def wait_ready(self, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.alive, self.log.read_text()[-3000:]
+            if self.get("/ready")[0] == 200:
+                return
+            time.sleep(0.5)
+        raise AssertionError("worker not ready:\n" + self.log.read_text()[-3000:])
+
+    def metric(self, name: str, label: str = "") -> float:
+        _, body = self.get("/metrics")
+        total = 0.0
+        for line in body.splitlines():
+            if line.startswith(name) and label in line and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def scored(self) -> float:
+        return self.metric("panther_events_total", 'outcome="scored"')
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the worker process now (Linux /proc), 0 when it is gone."""
+        assert self.proc is not None
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return 0
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def collect(settings: Settings, topic: str, expected: int, timeout_s: float = 120) -> list[dict]:
+    records = follow(topic, settings, from_beginning=True, max_records=expected, idle_timeout_s=timeout_s)
+    return [json.loads(record.value) for record in records]
+
+
+def exactly_once(settings: Settings, topic: str, txn_ids: list[str]) -> list[dict]:
+    """Every txn id exactly once on `topic` (read_committed), and nothing more a few seconds later."""
+    records = collect(settings, topic, len(txn_ids))
+    assert sorted(r["txn_id"] for r in records) == sorted(txn_ids)
+    time.sleep(3)  # a duplicate would arrive here
+    again = collect(settings, topic, len(txn_ids) + 1, timeout_s=5)
+    assert len(again) == len(txn_ids)
+    return records
+
+
+def cache_profiles(settings: Settings, worker: WorkerProcess, data: Path) -> None:
+    """Profiles first, awaited: every transaction is then scored with its user's cached embedding."""
+    n = len(pd.read_parquet(data / "profiles.parquet"))
+    produce_file(data / "profiles.parquet", settings.topic_profiles, settings, show_progress=False)
+    wait_for(lambda: worker.metric("panther_events_total", 'outcome="profile"') >= n, 60, "profiles")
+
+
+@dataclass(frozen=True)
+class Offline:
+    """The reference: the last LIVE_ROWS transactions through the in-process engine, no Kafka."""
+
+    path: Path  # the transactions, as a file to produce
+    txns: list[Transaction]
+    fraud: frozenset[str]  # txn ids of planted fraud
+    scores: dict[str, float]
+    threshold: float  # between two scores, so a last-digit difference cannot flip an alert
+
+    @property
+    def alerted(self) -> set[str]:
+        return {t for t, score in self.scores.items() if score >= self.threshold}
+
+    def recall(self, alerted: set[str]) -> float:
+        return len(alerted & self.fraud) / len(self.fraud)
+
+
+def _threshold(scores: dict[str, float], fraud: frozenset[str]) -> float:
+    """Near the median fraud score, in a gap of the score distribution wider than any live/offline noise."""
+    ordered = sorted(scores.values())
+    target = sorted(scores[t] for t in fraud)[len(fraud) // 2]
+    gaps = [(abs(lo - target), (lo + hi) / 2) for lo, hi in pairwise(ordered) if hi - lo > 1e-4]
+    return min(gaps)[1]
+
+
+@pytest.fixture(scope="module")
+def offline(tiny_model: tuple[Path, Path]) -> Offline:
+    model, data = tiny_model
+    frame = pd.read_parquet(data / "transactions.parquet").iloc[-LIVE_ROWS:]  # the fraud is planted late
+    path = data.parent / "live-transactions.parquet"
+    frame.to_parquet(path)
+    txns = [txn for chunk in read_events(path, Transaction) for txn in chunk]
+    fraud = frozenset(frame.loc[frame["is_fraud"].fillna(False).astype(bool), "txn_id"])
+    assert len(fraud) >= 4, "the simulated slice needs planted fraud"
+    scores = dict(engine_scores(model, txns, read_profiles(data / "profiles.parquet")))
+    return Offline(path, txns, fraud, scores, _threshold(scores, fraud))
+
+
+def serve_model(model: Path, root: Path) -> Iterator[object]:
+    """A real tritonserver serving `model`, exported as `panther export` does (skips without one)."""
+    from tests.triton_repo.fixtures import new_server, require_tritonserver
+    from triton_repo.export import export_model_repository
+
+    require_tritonserver()
+    export_model_repository(model, root / "repo", max_batch_size=256, queue_delay_us=500)
+    server = new_server(root / "repo", root / "home")
+    server.start(wait_s=120)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def with_triton(settings: Settings, server: object, **overrides: object) -> Settings:
+    ports = {name: getattr(server, name) for name in ("grpc_port", "http_port", "metrics_port")}
+    return settings.model_copy(update={"scorer": "triton", **{f"triton_{k}": v for k, v in ports.items()},
+                                       **overrides})  # fmt: skip
