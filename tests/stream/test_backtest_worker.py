@@ -21,7 +21,7 @@ from stream.produce import produce_file
 from stream.settings import Settings
 from stream.topics import create_topics
 from tests.stream.model_fixtures import tiny_model
-from tests.stream.test_worker import WorkerProcess, _collect, _wait_for
+from tests.stream.worker_harness import WorkerProcess, collect, wait_for
 
 __all__ = ["tiny_model"]
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.worker]
@@ -55,12 +55,12 @@ def test_backtest_scores_equal_the_live_workers(
         profiles = pd.read_parquet(data / "profiles.parquet")
         produce_file(data / "profiles.parquet", settings.topic_profiles, settings, show_progress=False)
         cached = lambda: worker.metric("panther_events_total", 'outcome="profile"') >= len(profiles)  # noqa: E731
-        _wait_for(cached, 60, "profiles")
+        wait_for(cached, 60, "profiles")
         frame = pd.read_parquet(data / "transactions.parquet").iloc[:600]
         path = tmp_path / "transactions.parquet"
         frame.to_parquet(path)
         produce_file(path, settings.topic_transactions, settings, show_progress=False)
-        live = {s["txn_id"]: s["score"] for s in _collect(settings, settings.topic_scores, len(frame))}
+        live = {s["txn_id"]: s["score"] for s in collect(settings, settings.topic_scores, len(frame))}
     finally:
         worker.stop()
     assert len(live) == len(frame)
