@@ -528,7 +528,7 @@ def worker(model_dir: Path | None, scorer: str | None, loglevel: str, wait_s: fl
     `--wait` waits for the declared topics and, with the Triton scorer, for Triton and both models: the
     worker would run without Triton (degraded mode), but a fresh start should score through it.
     """
-    from stream.worker import run_worker
+    from stream.worker.runtime import run_worker
 
     overrides: dict[str, Any] = {}
     if model_dir is not None:

@@ -1,5 +1,5 @@
-"""The Faust worker: live scoring of `transactions` (see docs/STREAMING.md)."""
+"""The Faust worker: live scoring of `transactions` (see docs/STREAMING.md).
 
-from stream.worker.runtime import build_worker, run_worker
-
-__all__ = ["build_worker", "run_worker"]
+Import `stream.worker.runtime` for `build_worker` / `run_worker`; this package itself imports nothing,
+so that `stream.worker.app` or `.decode` load without torch.
+"""

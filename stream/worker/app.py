@@ -11,7 +11,10 @@ from stream.settings import Settings
 
 
 def worker_data_dir(settings: Settings) -> Path:
-    return settings.worker_data_dir or settings.home / f"worker-{settings.web_port}"
+    """The RocksDB home; its parents are created here (Faust only creates the last level)."""
+    path = Path(settings.worker_data_dir or settings.home / f"worker-{settings.web_port}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | ssl.SSLContext | None:
@@ -19,6 +22,13 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | ssl.SSLC
     protocol = settings.kafka_security_protocol
     cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
     context = ssl.create_default_context(cafile=cafile) if protocol in {"SSL", "SASL_SSL"} else None
+    if context is not None and settings.kafka_ssl_certfile:  # mutual TLS, as for confluent-kafka
+        key_password = settings.kafka_ssl_key_password
+        context.load_cert_chain(
+            str(settings.kafka_ssl_certfile),
+            str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            key_password.get_secret_value() if key_password else None,
+        )
     if protocol.startswith("SASL"):
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
         return faust.SASLCredentials(
@@ -31,6 +41,7 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | ssl.SSLC
 
 
 def create_app(settings: Settings) -> faust.App:
+    settings.check_kafka_security()  # one clear line for an unworkable SASL/TLS combination
     bootstrap = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
     return faust.App(
         settings.app_id,

@@ -80,9 +80,20 @@ def test_sasl_credentials_come_from_a_secret(docs: list[dict[str, Any]]) -> None
     for kind, name in (("StatefulSet", "panther-worker"), ("Job", "panther-topics")):
         container = _container(by_kind(docs, kind, name))
         assert container["envFrom"] == [{"configMapRef": {"name": "panther-config"}}]
-        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+        refs = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]
+            for e in container["env"]
+            if "secretKeyRef" in e["valueFrom"]
+        }
         assert {ref["name"] for ref in refs.values()} == {"panther-kafka-sasl"}
         assert set(refs) == {"PANTHER_KAFKA_SASL_USERNAME", "PANTHER_KAFKA_SASL_PASSWORD"}
+
+
+def test_each_worker_pod_has_its_own_static_membership_id(docs: list[dict[str, Any]]) -> None:
+    env = {e["name"]: e for e in _container(by_kind(docs, "StatefulSet", "panther-worker"))["env"]}
+    assert env["PANTHER_WORKER_GROUP_INSTANCE_ID"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.name"}
+    }
 
 
 def test_workers_keep_rocksdb_on_their_own_volume(docs: list[dict[str, Any]]) -> None:

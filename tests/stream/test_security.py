@@ -159,11 +159,6 @@ def test_faust_gets_sasl_and_the_ca(clean_env: pytest.MonkeyPatch, client_cert: 
     assert auth["security_protocol"] == "SSL" and auth["ssl_context"].get_ca_certs()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream/worker/app.py does not load PANTHER_KAFKA_SSL_CERTFILE/KEYFILE into its SSL context "
-    "yet (mutual TLS works for confluent-kafka clients only); see docs/SECURITY.md",
-)
 def test_faust_gets_the_client_certificate(
     clean_env: pytest.MonkeyPatch, client_cert: tuple[Path, Path]
 ) -> None:

@@ -50,7 +50,7 @@ def worker_settings(bootstrap: str, unique_topic: Callable[[str], str], tmp: Pat
 def worker_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in settings.model_dump(exclude_none=True).items():
-        if name in {"home", "kafka_sasl_password"}:
+        if name in {"home", "kafka_sasl_password", "kafka_ssl_key_password"}:
             continue
         env[f"PANTHER_{name.upper()}"] = str(value)
     return env
