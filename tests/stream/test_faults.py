@@ -39,6 +39,7 @@ from tests.stream.worker_harness import (
     cache_profiles,
     collect,
     offline,
+    running_worker,
     serve_model,
     wait_for,
     with_triton,
@@ -112,15 +113,8 @@ def started_worker(
     model, data = tiny_model
     settings = worker_settings(kafka_bootstrap, unique_topic, tmp_path, model, offline.threshold,
                                worker_group_instance_id=unique_topic("member"))  # fmt: skip
-    create_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
-    try:
-        worker.wait_ready()
-        cache_profiles(settings, worker, data)
+    with running_worker(settings, tmp_path / "worker.log", profiles_from=data) as worker:
         yield settings, worker
-    finally:
-        worker.stop()
 
 
 def test_a_killed_worker_restarts_without_losing_or_repeating_a_score(started_worker, offline) -> None:
@@ -159,12 +153,7 @@ def test_a_broker_restart_mid_stream_loses_nothing(own_broker: LocalKafka, uniqu
                                                    tiny_model, offline) -> None:  # fmt: skip
     model, data = tiny_model
     settings = worker_settings(own_broker.bootstrap, unique_topic, tmp_path, model, offline.threshold)
-    create_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
-    try:
-        worker.wait_ready()
-        cache_profiles(settings, worker, data)
+    with running_worker(settings, tmp_path / "worker.log", profiles_from=data) as worker:
         started = time.monotonic()
         producing = produce_in_background(settings, offline.path, rate=100.0)
         wait_for(lambda: worker.scored() >= len(offline.txns) // 5, 60, "the first scores")
@@ -181,8 +170,6 @@ def test_a_broker_restart_mid_stream_loses_nothing(own_broker: LocalKafka, uniqu
         tally("broker stopped 5 s mid-stream, same data dir and ports", settings, offline, started,
               note=f"stopped after {int(before)} scores; worker restarts: {restarts}")  # fmt: skip
         assert restarts == 0, "the worker should ride out a broker restart"
-    finally:
-        worker.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,15 @@ from pathlib import Path
 import pytest
 
 from stream.produce import make_producer, produce_file
-from stream.topics import create_topics
 from stream.worker.state_dir import MARKER
 from tests.stream.model_fixtures import tiny_model
 from tests.stream.worker_harness import (
     Offline,
-    WorkerProcess,
     cache_profiles,
     collect,
     exactly_once,
     offline,
+    running_worker,
     serve_model,
     wait_for,
     with_triton,
@@ -48,14 +47,8 @@ MALFORMED = [b"{not json", b'{"txn_id": "x1", "user_id": "u000001"}', b'{"txn_id
 def live_setup(kafka_bootstrap: str, unique_topic, tmp_path: Path, tiny_model, offline) -> Iterator[tuple]:
     model, data = tiny_model
     settings = worker_settings(kafka_bootstrap, unique_topic, tmp_path, model, offline.threshold)
-    create_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
-    try:
-        worker.wait_ready()
+    with running_worker(settings, tmp_path / "worker.log", profiles_from=None) as worker:
         yield settings, worker, model, data
-    finally:
-        worker.stop()
 
 
 def _assert_live_equals_offline(scores: list[dict], offline: Offline, tolerance: float) -> None:
@@ -109,12 +102,7 @@ def test_a_restarted_worker_scores_every_transaction_once_as_an_uninterrupted_ru
     # would otherwise hold them until the 60 s session timeout).
     settings = worker_settings(kafka_bootstrap, unique_topic, tmp_path, model, offline.threshold,
                                worker_group_instance_id=unique_topic("member"))  # fmt: skip
-    create_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
-    try:
-        worker.wait_ready()
-        cache_profiles(settings, worker, data)
+    with running_worker(settings, tmp_path / "worker.log", profiles_from=data) as worker:
         rate = 250.0  # ~2.4 s of traffic: the stop lands mid-stream, the rest arrives while it is down
         producing = threading.Thread(
             target=produce_file, args=(offline.path, settings.topic_transactions, settings, rate),
@@ -137,8 +125,6 @@ def test_a_restarted_worker_scores_every_transaction_once_as_an_uninterrupted_ru
         _assert_live_equals_offline(scores, offline, 1e-5)
         alerts = exactly_once(settings, settings.topic_alerts, sorted(offline.alerted))
         assert offline.recall({a["txn_id"] for a in alerts}) == offline.recall(offline.alerted)
-    finally:
-        worker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -155,20 +141,13 @@ def test_the_worker_scores_through_triton_as_in_process(
     server = triton_for_tiny_model
     settings = with_triton(worker_settings(kafka_bootstrap, unique_topic, tmp_path, model, offline.threshold),
                            server, degraded_mode="pause")  # fmt: skip
-    create_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
-    try:
-        worker.wait_ready()
-        cache_profiles(settings, worker, data)
+    with running_worker(settings, tmp_path / "worker.log", profiles_from=data) as worker:
         produce_file(offline.path, settings.topic_transactions, settings, show_progress=False)
         scores = exactly_once(settings, settings.topic_scores, [t.txn_id for t in offline.txns])
         _assert_live_equals_offline(scores, offline, 1e-4)
         alerts = exactly_once(settings, settings.topic_alerts, sorted(offline.alerted))
         assert offline.recall({a["txn_id"] for a in alerts}) == offline.recall(offline.alerted)
         assert worker.metric("panther_degraded_total") == 0
-    finally:
-        worker.stop()
 
 
 def base_raw(letter: dict) -> bytes:

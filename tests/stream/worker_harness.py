@@ -6,6 +6,7 @@ outage, backpressure). Importing the `offline` fixture from here gives a module 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,6 +28,7 @@ from stream.files import read_events
 from stream.produce import produce_file
 from stream.settings import Settings
 from stream.tail import follow
+from stream.topics import create_topics
 from tests.stream.model_fixtures import engine_scores, read_profiles
 
 LIVE_ROWS = 600
@@ -124,6 +126,22 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, log: Path, profiles_from: Path | None) -> Iterator[WorkerProcess]:
+    """Topics created, a worker started and ready (with the profiles of `profiles_from` cached first,
+    when given); stopped on the way out, whatever happened."""
+    create_topics(settings)
+    worker = WorkerProcess(settings, log)
+    worker.start()
+    try:
+        worker.wait_ready()
+        if profiles_from is not None:
+            cache_profiles(settings, worker, profiles_from)
+        yield worker
+    finally:
+        worker.stop()
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
