@@ -162,8 +162,13 @@ class TritonClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TritonClient:
-        """The client of `PANTHER_TRITON_HOST`:`PANTHER_TRITON_GRPC_PORT` with `PANTHER_TRITON_TIMEOUT_S`."""
-        options: dict[str, Any] = {"timeout_s": settings.triton_timeout_s} | overrides
+        """The client of `PANTHER_TRITON_HOST`:`PANTHER_TRITON_GRPC_PORT` with the timeout, retries and
+        circuit breaker of `PANTHER_TRITON_TIMEOUT_S`, `_RETRIES`, `_BREAKER_FAILURES`, `_BREAKER_RESET_S`."""
+        options: dict[str, Any] = {
+            "timeout_s": settings.triton_timeout_s,
+            "retry": RetryPolicy(attempts=settings.triton_retries + 1),
+            "breaker": CircuitBreaker(settings.triton_breaker_failures, settings.triton_breaker_reset_s),
+        } | overrides
         return cls(f"{settings.triton_host}:{settings.triton_grpc_port}", **options)
 
     def _grpc(self) -> Any:

@@ -146,3 +146,14 @@ async def test_breaker_opens_while_server_is_stopped_and_closes_when_it_returns(
         assert out["user_embedding"].shape == (2, 16) and client.breaker.state == "closed"
     finally:
         await client.close()
+
+
+def test_client_from_settings_uses_the_configured_retries_and_breaker() -> None:
+    from stream.settings import Settings
+
+    settings = Settings(triton_retries=0, triton_breaker_failures=2, triton_breaker_reset_s=0.5,
+                        triton_timeout_s=0.7, triton_grpc_port=9123)  # fmt: skip
+    client = TritonClient.from_settings(settings)
+    assert client.url.endswith(":9123") and client.timeout_s == 0.7
+    assert client.retry.attempts == 1
+    assert (client.breaker.failure_threshold, client.breaker.reset_timeout_s) == (2, 0.5)
