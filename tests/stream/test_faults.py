@@ -203,6 +203,10 @@ def test_a_triton_outage_degrades_then_catches_up(kafka_bootstrap: str, unique_t
         outage_s = time.monotonic() - down
         producing.join(60)
         wait_for(lambda: worker.scored() >= half, 60, "the first half scored")
+        # The worker's /ready probes Triton through its own gRPC channel: once it answers, the channel
+        # has reconnected (a channel left in reconnect backoff fails fast, and the breaker would send
+        # a whole burst to the fallback until its next probe).
+        wait_for(lambda: worker.get("/ready")[0] == 200, 60, "the worker to see Triton again")
         degraded_first = worker.metric("panther_degraded_total")
         produce_file(second, settings.topic_transactions, settings, show_progress=False)
         result = tally("Triton stopped ~10 s, degraded_mode=fallback", settings, offline, started,
