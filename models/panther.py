@@ -51,6 +51,7 @@ class PantherConfig:
     contrastive_temperature: float = 0.1  # τ of the InfoNCE term
     contrastive_tolerances: tuple[float, ...] = (2.0, 0.0)  # per demographic column (age ± 2, same region)
     similarity: str = "dot"  # "dot" | "cosine" — how queries meet the tied item table
+    scale_embeddings: bool = False  # token embeddings × √d before the positions (SASRec / HSTU reference)
     name: str = "panther"
 
     def __post_init__(self) -> None:
@@ -203,6 +204,8 @@ class PantherModel(nn.Module):
         if tokens.shape[1] > self.config.max_len:
             raise ValueError(f"sequence length {tokens.shape[1]} exceeds max_len={self.config.max_len}")
         h = self.token_embedding(tokens)
+        if self.config.scale_embeddings:
+            h = h * math.sqrt(self.config.d_model)
         profile = self.profile_encoder(batch.profile) if self.profile_encoder is not None else None
         h = self._profile_mode.inject(h, profile)
         positions = torch.arange(h.shape[1], device=tokens.device)

@@ -42,6 +42,7 @@ def _configs() -> dict[str, PantherConfig]:
         "first_token": panther_config(30, CARDS, profile_mode="first_token", **TINY),
         "sprm_attention_naive": panther_config(30, CARDS, attention_impl="naive", **TINY),
         "sprm_no_attention": panther_config(30, CARDS, use_attention=False, **TINY),
+        "scaled_embeddings": sasrec_config(30, scale_embeddings=True, **TINY),
     }
 
 
@@ -121,6 +122,23 @@ def test_config_roundtrip_and_validation() -> None:
         PantherConfig(vocab_size=10, profile_mode="positional")
     with pytest.raises(ValueError, match="profile_mode"):
         PantherConfig(vocab_size=10, profile_mode="sideways")
+
+
+def test_scaled_embeddings_change_the_block_input_and_old_configs_load_unscaled() -> None:
+    plain = sasrec_config(30, **TINY)
+    old = {k: v for k, v in plain.to_dict().items() if k != "scale_embeddings"}  # an artefact from before
+    assert PantherConfig.from_dict(old).scale_embeddings is False
+    torch.manual_seed(0)
+    model = PantherModel(plain).eval()
+    scaled = PantherModel(PantherConfig.from_dict({**plain.to_dict(), "scale_embeddings": True})).eval()
+    scaled.load_state_dict(model.state_dict())
+    batch = _batch(torch.tensor([[5, 6, 7]]), [3])
+    seen = []
+    hook = scaled.blocks[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    scaled(batch)
+    hook.remove()
+    tokens = model.token_embedding(batch.tokens) * TINY["d_model"] ** 0.5
+    assert torch.allclose(seen[0], tokens + model.position_embedding(torch.arange(3)), atol=1e-6)
 
 
 def test_factories() -> None:
