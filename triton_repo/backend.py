@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from triton_repo.runner import ArtefactRunner, InvalidRequest
+from triton_repo.schema import SPRM, USER_ENCODER
 
 ARTIFACT_DIR = "artifact"
 LOG = logging.getLogger("panther.triton.backend")
@@ -196,3 +197,10 @@ def _column(values: np.ndarray) -> np.ndarray:
     """(B,) → (B, 1) for per-row scalars (declared dims [1]); others unchanged; always float32."""
     values = np.asarray(values, dtype=np.float32)
     return values.reshape(-1, 1) if values.ndim == 1 else values
+
+
+# Triton model name → its backend: the one `model.py` picks by `args["model_name"]`.
+BACKENDS: dict[str, type[_Backend]] = {
+    SPRM: SprmBackend,
+    USER_ENCODER: UserEncoderBackend,
+}

@@ -1,7 +1,7 @@
 """`panther export`: a model artefact → versioned Triton model directories + config.pbtxt.
 
     <repo>/panther_sprm/config.pbtxt                 rendered from panther_sprm/config.pbtxt.in
-    <repo>/panther_sprm/<N>/model.py                 copied from triton_repo/panther_sprm/model.py
+    <repo>/panther_sprm/<N>/model.py                 copied from triton_repo/model.py (all models)
     <repo>/panther_sprm/<N>/artifact/…               the artefact (config.json, tokenizer.json, weights…)
     <repo>/panther_user_encoder/…                    the same, for the user encoder
 
@@ -114,7 +114,7 @@ def _publish_version(src_artifact: Path, model_root: Path, model: str, version: 
     model_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=model_root))
     try:
-        shutil.copy2(SOURCE_DIR / model / "model.py", staging / "model.py")
+        shutil.copy2(SOURCE_DIR / "model.py", staging / "model.py")  # one entry point; backend by name
         _copy_artifact(src_artifact, staging / ARTIFACT_DIR)
         staging.rename(target)
     except BaseException:

@@ -2,50 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import faust
 import numpy as np
 
-from stream.engine import CachedProfile, ScoringEngine, now_ms
+from stream.engine import CachedProfile, now_ms
 from stream.events import UserProfile
 from stream.scoring import ScorerUnavailable
-from stream.settings import Settings
-from stream.worker.channels import Channels
+from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import decode_events, send_dead_letters
-from stream.worker.metrics import WorkerMetrics
-from stream.worker.tables import Tables, writing_for
-from stream.worker.transactions import BatchCommitter
+from stream.worker.tables import writing_for
 
 
-class ProfileAgent:
-    def __init__(
-        self,
-        app: faust.App,
-        settings: Settings,
-        channels: Channels,
-        tables: Tables,
-        engine: ScoringEngine,
-        metrics: WorkerMetrics,
-        committer: BatchCommitter,
-    ) -> None:
-        self.app, self.committer = app, committer
-        self.settings, self.channels, self.tables, self.engine, self.metrics = (
-            settings, channels, tables, engine, metrics,
-        )  # fmt: skip
-        app.agent(channels.profiles, name="embed-profiles")(self.run)
-
-    async def run(self, stream: faust.StreamT) -> None:
-        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
-            try:
-                await self.process(self.committer.assigned(events))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # committed whole or not at all (see transactions.py)
-                self.app.log.exception("profile batch failed; stopping without committing it")
-                await self.committer.fail(exc)
-                raise
+class ProfileAgent(BatchAgent):
+    topic_role, agent_name = "profiles", "embed-profiles"
 
     async def process(self, events: list[Any]) -> None:
         decoded = decode_events(events, UserProfile, self.channels.profiles.get_topic_name(),

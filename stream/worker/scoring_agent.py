@@ -11,54 +11,25 @@ import asyncio
 import time
 from typing import Any
 
-import faust
 import numpy as np
 
 from models.fraud.state import UserState
 from stream.engine import CachedProfile, ScoringEngine, now_ms
 from stream.events import Transaction
 from stream.scoring import ScorerUnavailable
-from stream.settings import Settings
-from stream.worker.channels import Channels
+from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import decode_events, send_dead_letters
-from stream.worker.metrics import WorkerMetrics
-from stream.worker.tables import Tables, writing_for
-from stream.worker.transactions import BatchCommitter
+from stream.worker.tables import writing_for
 
 MAX_BACKOFF_S = 10.0
 
 
-class ScoringAgent:
-    def __init__(
-        self,
-        app: faust.App,
-        settings: Settings,
-        channels: Channels,
-        tables: Tables,
-        engine: ScoringEngine,
-        metrics: WorkerMetrics,
-        committer: BatchCommitter,
-    ) -> None:
-        self.app, self.settings, self.channels, self.tables = app, settings, channels, tables
-        self.engine, self.metrics, self.committer = engine, metrics, committer
-        app.agent(channels.transactions, name="score-transactions")(self.run)
-
-    async def run(self, stream: faust.StreamT) -> None:
-        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
-            started = time.perf_counter()
-            try:
-                await self.process(self.committer.assigned(events))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a batch is committed whole or not at all: stop, reprocess on restart
-                self.app.log.exception("scoring batch failed; stopping without committing it")
-                await self.committer.fail(exc)
-                raise
-            self.metrics.batch_size.observe(len(events))
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+class ScoringAgent(BatchAgent):
+    topic_role, agent_name = "transactions", "score-transactions"
 
     async def process(self, events: list[Any]) -> None:
         """Decode and score (nothing written yet), then write state and outputs as one transaction."""
+        batch_started = time.perf_counter()
         decoded = decode_events(events, Transaction, self.channels.transactions.get_topic_name(),
                                 self.settings.max_message_bytes)  # fmt: skip
         source = {txn.user_id: event for event, txn in decoded.valid}  # a user's events share a partition
@@ -85,6 +56,8 @@ class ScoringAgent:
         started = time.perf_counter()
         await self.committer.commit_batch(events, write)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(events))
+        self.metrics.batch_seconds.observe(time.perf_counter() - batch_started)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
 
     async def _publish(self, event: Any, outcome: Any) -> None:

@@ -1,6 +1,7 @@
-"""Triton python backend for `panther_user_encoder` (copied into each version dir by `panther export`).
+"""Triton python backend of every PANTHER model (copied into each version dir by `panther export`).
 
-Everything but the bootstrap lives in `triton_repo.backend.UserEncoderBackend` (importable, unit-tested);
+Everything but the bootstrap lives in `triton_repo.backend` (importable, unit-tested), which picks
+the backend by the model's name (`BACKENDS`);
 the network comes from the `models` package through the artefact. The stub ignores PYTHONPATH, so
 the project root that export recorded (`project_root` parameter, empty when PANTHER is
 pip-installed) goes on sys.path first — ahead of any editable install of another checkout.
@@ -25,9 +26,9 @@ def _bootstrap(args: dict[str, str]) -> None:
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         _bootstrap(args)
-        from triton_repo.backend import UserEncoderBackend
+        from triton_repo.backend import BACKENDS
 
-        self.backend = UserEncoderBackend(args, pb_utils)
+        self.backend = BACKENDS[args["model_name"]](args, pb_utils)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return self.backend.execute(requests)

@@ -1,0 +1,54 @@
+"""What both worker agents share: micro-batches off one topic, each committed whole or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+
+from stream.engine import ScoringEngine
+from stream.settings import Settings
+from stream.worker.channels import Channels
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.tables import Tables
+from stream.worker.transactions import BatchCommitter
+
+
+class BatchAgent:
+    """Runs `process` on every `take_events(batch_max, within)` batch of the events this worker owns.
+
+    A batch that raises poisons the committer (nothing more is committed), and the agent stops: the
+    batch is read again after the restart, so a failure never half-writes its outputs.
+    """
+
+    topic_role = ""  # "transactions" | "profiles": the channel this agent consumes
+    agent_name = ""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        channels: Channels,
+        tables: Tables,
+        engine: ScoringEngine,
+        metrics: WorkerMetrics,
+        committer: BatchCommitter,
+    ) -> None:
+        self.app, self.settings, self.channels, self.tables = app, settings, channels, tables
+        self.engine, self.metrics, self.committer = engine, metrics, committer
+        app.agent(getattr(channels, self.topic_role), name=self.agent_name)(self.run)
+
+    async def run(self, stream: faust.StreamT) -> None:
+        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
+            try:
+                await self.process(self.committer.assigned(events))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.app.log.exception("%s batch failed; stopping without committing it", self.agent_name)
+                await self.committer.fail(exc)
+                raise
+
+    async def process(self, events: list[Any]) -> None:
+        raise NotImplementedError
