@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from models.metrics import ranking_metrics, target_ranks
+from models.metrics import exclude_seen, ranking_metrics, target_ranks
 from models.sequences import EvalSet, Sequences
 from models.tokenizer.reserved import NON_TARGET_IDS, PAD_ID
 
@@ -104,12 +104,20 @@ def evaluate_baseline(
     batch_size: int = 4096,
     exclude: tuple[int, ...] = NON_TARGET_IDS,
     ks: tuple[int, ...] = (1, 5, 10),
+    seen_window: int | None = None,
 ) -> dict[str, float | int | None]:
-    """Full-ranking metrics of a scorer on an EvalSet; batches shrink so that B·V stays ≤ 32M cells."""
+    """Full-ranking metrics of a scorer on an EvalSet; batches shrink so that B·V stays ≤ 32M cells.
+
+    `seen_window` as `EvalData.seen_window`: None ranks every token, W drops each row's last W history
+    tokens from its candidates.
+    """
     step = max(1, min(batch_size, _MAX_CELLS // max(vocab_size, 1)))
     ranks = [np.zeros(0, dtype=np.int64)]
     for start in range(0, len(ev), step):
         rows = slice(start, min(start + step, len(ev)))
         tokens, lengths = ev.padded(rows=rows)
-        ranks.append(np.asarray(target_ranks(model.scores(tokens, lengths), ev.targets[rows], exclude)))
+        scores = model.scores(tokens, lengths)
+        if seen_window is not None:
+            scores = exclude_seen(scores, ev.padded(seen_window, rows=rows)[0])
+        ranks.append(np.asarray(target_ranks(scores, ev.targets[rows], exclude)))
     return ranking_metrics(np.concatenate(ranks), ks=ks)

@@ -66,6 +66,25 @@ def _ranks_numpy(scores: np.ndarray, targets: np.ndarray, exclude: Sequence[int]
     return np.where(np.isnan(target_score), worst, ranks)
 
 
+def exclude_seen(scores: Array, seen: Array) -> Array:
+    """scores (N, V), seen (N, W) token ids (PAD-padded) → scores with each row's seen ids at −inf.
+
+    The generative-recommenders MovieLens protocol ranks only items *outside* the user's history window
+    (`eval.py`, `filter_invalid_ids=True`): a seen target then ranks last, i.e. counts as a miss. Returns a
+    copy (numpy) or a new tensor (torch); `seen` may contain PAD, which is never a candidate anyway.
+
+    >>> exclude_seen(np.array([[0.0, 0.9, 0.5, 0.1]]), np.array([[1, 0]])).tolist()
+    [[-inf, -inf, 0.5, 0.1]]
+    """
+    if isinstance(scores, torch.Tensor):
+        seen_t = torch.as_tensor(seen, device=scores.device).long()
+        return scores.scatter(1, seen_t, float("-inf"))
+    out = np.array(scores, dtype=np.result_type(np.asarray(scores).dtype, np.float32), copy=True)
+    seen_np = np.asarray(seen, dtype=np.int64)
+    np.put_along_axis(out, seen_np, -np.inf, axis=1)
+    return out
+
+
 def ranking_metrics(
     ranks: Array | Sequence[int], ks: Sequence[int] = (1, 5, 10)
 ) -> dict[str, float | int | None]:

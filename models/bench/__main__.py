@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
-from models.bench.movielens import run_movielens_bench
+from models.bench.movielens import ML1M_SETUP, run_movielens_bench
 from models.bench.sprm_memory import run_sprm_memory_bench
 
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ml.add_argument("--seed", type=int, default=0)
     ml.add_argument("--models", default="panther,sasrec")
     ml.add_argument("--time-budget-s", type=float, default=None)
+    ml.add_argument("--sampler", default="uniform", choices=("uniform", "uniform_shared", "in_batch"))
     ml.add_argument(
         "--panther-overrides", default="{}", help='PantherConfig fields as JSON, e.g. {"n_layers": 8}'
     )
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             models=tuple(args.models.split(",")),
             time_budget_s=args.time_budget_s,
+            setup=replace(ML1M_SETUP, loss=replace(ML1M_SETUP.loss, sampler=args.sampler)),
             **json.loads(args.panther_overrides),
         )
     else:

@@ -8,7 +8,7 @@ neural model; popularity and first-order Markov are fit on the same training seq
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from models.baselines import MarkovBaseline, PopularityBaseline, evaluate_baseline
@@ -31,6 +31,8 @@ class PreparedData:
     features: UserFeatures
     test: EvalData
     validation: EvalData | None = None
+    # the same test rows under other candidate sets (e.g. "all_items" beside a seen-filtered `test`)
+    other_tests: dict[str, EvalData] = field(default_factory=dict)
 
 
 def n_parameters(model: PantherModel) -> int:
@@ -45,12 +47,17 @@ def train_and_evaluate(
     model = PantherModel(config)
     result = train_next_token(model, data.train, data.features, train_config, data.validation)
     start = time.perf_counter()
-    metrics = evaluate_next_token(
-        model, data.test, train_config.device, train_config.eval_batch_size, progress=train_config.progress
-    )
+
+    def evaluate(test: EvalData) -> dict[str, Any]:
+        return evaluate_next_token(
+            model, test, train_config.device, train_config.eval_batch_size, progress=train_config.progress
+        )
+
+    metrics = evaluate(data.test)
     last = result.history[-1] if result.history else {}
     report = {
         "metrics": metrics,
+        "metrics_other": {name: evaluate(test) for name, test in data.other_tests.items()},
         "parameters": n_parameters(model),
         "train_wall_s": round(result.wall_s, 1),
         "eval_wall_s": round(time.perf_counter() - start, 1),
@@ -72,8 +79,13 @@ def evaluate_baselines(data: PreparedData) -> dict[str, dict[str, Any]]:
         ("markov", MarkovBaseline.fit(data.train, data.vocab_size)),
     ):
         start = time.perf_counter()
+
+        def evaluate(test: EvalData, scorer: Any = baseline) -> dict[str, Any]:
+            return evaluate_baseline(scorer, test.eval_set, data.vocab_size, seen_window=test.seen_window)
+
         out[name] = {
-            "metrics": evaluate_baseline(baseline, data.test.eval_set, data.vocab_size),
+            "metrics": evaluate(data.test),
+            "metrics_other": {other: evaluate(test) for other, test in data.other_tests.items()},
             "eval_wall_s": round(time.perf_counter() - start, 1),
         }
     return out
@@ -94,11 +106,20 @@ def compare_models(
 
 
 def summary_table(
-    reports: dict[str, Any], keys: tuple[str, ...] = ("HR@1", "HR@5", "HR@10", "NDCG@10")
+    reports: dict[str, Any],
+    keys: tuple[str, ...] = ("HR@1", "HR@5", "HR@10", "NDCG@10"),
+    protocol: str | None = None,
 ) -> dict[str, Any]:
-    """name → just the headline metrics (rounded), for logs and JSON summaries."""
+    """name → just the headline metrics (rounded), for logs and JSON summaries.
+
+    `protocol` names one of `PreparedData.other_tests` instead of the main test set.
+    """
+
+    def metrics(report: dict[str, Any]) -> dict[str, Any]:
+        return report["metrics"] if protocol is None else report["metrics_other"][protocol]
+
     return {
-        name: {k: (round(v, 4) if isinstance(v := report["metrics"].get(k), float) else v) for k in keys}
+        name: {k: (round(v, 4) if isinstance(v := metrics(report).get(k), float) else v) for k in keys}
         for name, report in reports.items()
     }
 

@@ -4,6 +4,11 @@ Each evaluation row is (history, target); the model scores every token id from t
 history's last position, and DATA's `target_ranks` / `ranking_metrics` turn the scores into HR@K and
 NDCG@K (PAD excluded, ties counted against the target). Scores are computed in fp32 even under bf16
 autocast: bf16 logits would create ties among thousands of items.
+
+`EvalData.seen_window` picks the candidate set: None ranks every token (our strict default, and the only
+sensible choice for payments, where repeating a merchant/amount token is the norm); an int W removes each
+row's last W history tokens from its candidates, the generative-recommenders MovieLens protocol behind the
+published SASRec/HSTU/PANTHER numbers (`models.metrics.exclude_seen`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 import torch
 
 from models.loaders import UserFeatures, eval_batches
-from models.metrics import ranking_metrics, target_ranks
+from models.metrics import exclude_seen, ranking_metrics, target_ranks
 from models.panther import PantherModel
 from models.tokenizer.reserved import NON_TARGET_IDS
 from models.training.progress import progress_bar
@@ -31,6 +36,11 @@ class EvalData:
 
     eval_set: EvalSet
     features: UserFeatures
+    seen_window: int | None = None  # None: rank every token; W: drop the row's last W history tokens
+
+    def seen(self, rows: slice) -> np.ndarray | None:
+        """(n, W) the history tokens removed from these rows' candidates, or None when nothing is."""
+        return None if self.seen_window is None else self.eval_set.padded(self.seen_window, rows=rows)[0]
 
     def __len__(self) -> int:
         return len(self.eval_set.targets)
@@ -50,12 +60,16 @@ def target_ranks_of(
     model.eval().to(device)
     ranks: list[np.ndarray] = []
     n_batches = -(-len(data) // batch_size)
+    batches = eval_batches(data.eval_set, data.features, model.config.max_len, batch_size)
     with progress_bar(f"eval {model.config.name}", n_batches, progress) as bar:
-        for batch, targets in eval_batches(data.eval_set, data.features, model.config.max_len, batch_size):
+        for start, (batch, targets) in zip(range(0, len(data), batch_size), batches, strict=True):
             batch = batch.to(device)
             with autocast(device):
                 embedding = model.sequence_embedding(batch)
             scores = model.logits(embedding.float())
+            seen = data.seen(slice(start, start + batch_size))
+            if seen is not None:
+                scores = exclude_seen(scores, torch.from_numpy(seen))
             ranks.append(
                 np.asarray(_to_numpy(target_ranks(scores, targets.to(device), exclude=NON_TARGET_IDS)))
             )

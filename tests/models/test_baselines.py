@@ -69,3 +69,7 @@ def test_evaluate_baseline_hand_computed_and_batch_invariant() -> None:
     assert evaluate_baseline(markov, ev, V, batch_size=1) == metrics
     pop = evaluate_baseline(PopularityBaseline.fit(train, V), ev, V)
     assert pop["MRR"] == pytest.approx(1 / 6)
+    # the MovieLens reference protocol: the history's items are not candidates; 4 and 5 gone → 8 first,
+    # then UNK/6/7 tied → rank 4 for both rows; with a window of 1 only 5 goes → rank 5
+    assert evaluate_baseline(markov, ev, V, seen_window=200)["MRR"] == pytest.approx(1 / 4)
+    assert evaluate_baseline(markov, ev, V, seen_window=1)["MRR"] == pytest.approx(1 / 5)

@@ -42,6 +42,11 @@ def test_movielens_bench_runs_all_models(grouplens) -> None:
     assert result["setup"]["max_len"] == 8 and result["setup"]["epochs"] == 1
     for row in result["summary"].values():
         assert 0 <= row["HR@1"] <= row["HR@10"] <= 1
+    # the same test rows over all items (nothing filtered) are reported beside the reference protocol
+    assert set(result["summary_all_items"]) == set(result["summary"])
+    for name in ("popularity", "markov"):
+        seen_filtered = result["models"][name]["metrics"]["MRR"]
+        assert result["models"][name]["metrics_other"]["all_items"]["MRR"] != seen_filtered
 
 
 def test_sprm_memory_bench_in_subprocesses() -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import models.metrics
-from models.metrics import ranking_metrics, target_ranks
+from models.metrics import exclude_seen, ranking_metrics, target_ranks
 
 
 def test_doctests() -> None:
@@ -83,3 +83,25 @@ def test_metrics_hand_computed() -> None:
 def test_empty_metrics_are_none_not_nan() -> None:
     m = ranking_metrics(np.zeros(0, dtype=np.int64))
     assert m["n"] == 0 and m["HR@10"] is None and m["MRR"] is None
+
+
+def test_exclude_seen_drops_history_items_and_a_seen_target_is_a_miss() -> None:
+    seen = np.array([[3, 0], [2, 3], [0, 0], [3, 0]])  # PAD-padded history windows
+    filtered = exclude_seen(SCORES, seen)
+    assert np.isneginf(filtered[0, 3]) and filtered[0, 2] == SCORES[0, 2]  # a copy, input untouched
+    assert not np.isneginf(SCORES).any()
+    # row 0: the tie with 3 is gone → 1; row 1: 2 and 3 removed, still 1; row 2: nothing seen → 4;
+    # row 3: the target itself was seen → ranks after every candidate (a miss)
+    assert target_ranks(filtered, TARGETS).tolist() == [1, 1, 4, 4]
+    torch_filtered = exclude_seen(torch.tensor(SCORES), torch.tensor(seen))
+    assert target_ranks(torch_filtered, torch.tensor(TARGETS)).tolist() == [1, 1, 4, 4]
+    rng = np.random.default_rng(3)
+    scores, history = rng.normal(size=(30, 12)), rng.integers(0, 12, (30, 4))
+    targets = np.array([next(t for t in range(1, 12) if t not in row) for row in history])
+    # an unseen target can only move up, by exactly the seen candidates that outscored it
+    before, after = target_ranks(scores, targets), target_ranks(exclude_seen(scores, history), targets)
+    beaten_by_seen = [
+        len({int(j) for j in row if j != 0 and s[j] >= s[t]})
+        for s, row, t in zip(scores, history, targets, strict=True)
+    ]
+    assert (before - after).tolist() == beaten_by_seen

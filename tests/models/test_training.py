@@ -62,6 +62,9 @@ def test_training_learns_a_cyclic_pattern_and_is_deterministic() -> None:
     assert result.history[-1]["loss"] < 0.3 * result.history[0]["loss"]
     metrics = evaluate_next_token(model, EvalData(ev, features), device="cpu")
     assert metrics["HR@1"] > 0.9 and metrics["n"] == 12
+    # every target of a 5-cycle is in the 16-event window: excluding seen items makes each one a miss
+    filtered = evaluate_next_token(model, EvalData(ev, features, seen_window=16), device="cpu")
+    assert filtered["HR@10"] == 0.0 and filtered["n"] == 12
     for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values(), strict=True):
         assert torch.equal(a, b)  # same seed → same weights
 
