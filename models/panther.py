@@ -45,6 +45,7 @@ class PantherConfig:
     prototype_heads: int | None = None  # None → n_heads
     conv_kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4)
+    sprm_recompute: bool = False  # recompute SPRM in backward (less memory, ~one more SPRM forward)
     profile_mode: str = "positional"  # "none" | "positional" | "first_token"
     profile_cardinalities: tuple[int, ...] = ()
     contrastive_weight: float = 0.1  # λ in L = L_gen + λ·L_CL
@@ -81,6 +82,7 @@ class PantherConfig:
             dilations=self.dilations,
             n_heads=self.prototype_heads or self.n_heads,
             dropout=self.dropout,
+            recompute=self.sprm_recompute,
         )
         return BlockConfig(
             d_model=self.d_model,

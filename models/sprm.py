@@ -14,6 +14,14 @@ Two steps, both linear in the sequence length T:
 
 Padding cannot leak into real positions: the batch is right-padded and the convolutions only look
 back, and the prototype step is position-wise.
+
+Memory (what makes SPRM cheaper than attention in training): the branches read ONE left-padded copy of
+the input and compute each convolution as a shift-and-add over its w taps, channels-last — so autograd
+keeps that single padded tensor for every branch, instead of one padded, transposed copy per branch
+(`nn.Conv1d`'s layout); the weights stay in `nn.Conv1d` modules, so artefacts are unchanged.
+`SPRMConfig.recompute` goes further: training keeps only SPRM's input and recomputes the module in the
+backward pass (activation checkpointing — the same trade fused attention kernels make for their score
+matrix). Peak memory then stays O(T·d) even during the recomputation, which is not true of attention.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class SPRMConfig:
     dilations: tuple[int, ...] = (1, 2, 4)
     n_heads: int = 1  # heads of the prototype cross-attention
     dropout: float = 0.0
+    recompute: bool = False  # training: keep only the input, recompute SPRM in backward
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -49,8 +59,23 @@ class CausalDepthwiseConv(nn.Module):
         self.conv = nn.Conv1d(d_model, d_model, kernel, dilation=dilation, groups=d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(F.pad(x.transpose(1, 2), (self.left_pad, 0)))
-        return y.transpose(1, 2)
+        return self.from_padded(F.pad(x, (0, 0, self.left_pad, 0)), self.left_pad)
+
+    def from_padded(self, padded: torch.Tensor, pad: int) -> torch.Tensor:
+        """(B, pad + T, d) left-padded by `pad` ≥ `left_pad` → (B, T, d), as `nn.Conv1d` would compute it.
+
+        Shift-and-add over the taps: output t = bias + Σ_j w_j · x[t − (w − 1 − j)·r]; the products read
+        views of `padded`, so branches sharing it share what autograd saves.
+        """
+        t = padded.shape[1] - pad
+        offset = pad - self.left_pad
+        dilation = self.conv.dilation[0]
+        weight = self.conv.weight[:, 0, :]  # (d, w)
+        y = self.conv.bias
+        for j in range(weight.shape[1]):
+            start = offset + j * dilation
+            y = y + padded[:, start : start + t] * weight[:, j]
+        return y
 
 
 class PrototypeAttention(nn.Module):
@@ -100,10 +125,19 @@ class SPRM(nn.Module):
         self.branches = nn.ModuleList(CausalDepthwiseConv(d, config.kernel, r) for r in config.dilations)
         self.merge = nn.Linear(len(config.dilations) * d, d)
         self.prototypes = PrototypeAttention(d, config.n_prototypes, config.n_heads, config.dropout)
+        self.recompute = config.recompute
+        self._pad = max(branch.left_pad for branch in self.branches)
 
     def local_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, d) → (B, T, d): the merged multi-scale local patterns (the prototype queries)."""
-        return F.gelu(self.merge(torch.cat([branch(x) for branch in self.branches], dim=-1)))
+        padded = F.pad(x, (0, 0, self._pad, 0))  # one copy shared by every branch
+        branches = [branch.from_padded(padded, self._pad) for branch in self.branches]
+        return F.gelu(self.merge(torch.cat(branches, dim=-1)))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prototypes(self.local_features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.prototypes(self.local_features(x))
+        if self.recompute and self.training and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)

@@ -4,16 +4,20 @@ Variants (all 4 layers, d = 64, 2 heads, full softmax over a small vocabulary so
 dominate; only the sequence mixer differs):
 
 - `sprm`            — SPRM-only blocks (`use_attention=False`): O(T) memory;
+- `sprm_recompute`  — the same, recomputing SPRM in the backward pass (`sprm_recompute=True`): only each
+  block's SPRM input is kept, as fused attention keeps only q, k, v and recomputes its scores;
 - `attention_naive` — attention-only blocks materializing the (T, T) scores: the paper's "Transformer";
 - `attention_sdpa`  — attention-only blocks through PyTorch's fused SDPA kernel (flash / memory-efficient
   when the backend has one), i.e. what a modern Transformer costs.
 
 How memory is measured, and why:
 - CUDA: `torch.cuda.max_memory_allocated()` minus the allocation before the step — exact tensor bytes.
-- CPU: each case runs in a FRESH subprocess; the step's peak is the process high-water mark
-  (`ru_maxrss`) minus the resident set before the first step (model, optimizer and batch built). A fresh
-  process is the only way to get a clean high-water mark: CPU allocators keep freed pages, and earlier
-  cases would mask later ones. It includes allocator overhead, as a real job would.
+- CPU, `peak_mb`: the same quantity — the peak bytes of live tensors during one step above those alive
+  before it (`models.bench.live_memory.LiveTensorBytes`), exact and repeatable. The ratios use it.
+- CPU, `peak_rss_mb`: what the process really took — the RSS high-water mark (`ru_maxrss`) above the
+  resident set before the measured steps, each case in a FRESH subprocess (the only clean high-water
+  mark: CPU allocators keep freed pages, and earlier cases would mask later ones). It includes allocator
+  overhead and fragmentation and varies by ±10 % between identical runs.
 A warm-up step on a length-8 batch runs first, so one-off allocations (optimizer state, kernel
 workspaces, lazy library init) are part of the baseline, not of the measured step.
 Time is the mean wall time of the steps after the first measured one.
@@ -39,12 +43,14 @@ from typing import Any
 import torch
 
 from models.batch import SequenceBatch
+from models.bench.live_memory import LiveTensorBytes
 from models.losses import FullSoftmaxLoss
 from models.panther import PantherConfig, PantherModel, sasrec_config, sprm_only_config
 from models.training.runtime import autocast, resolve_device
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "sprm": {"use_attention": False, "use_sprm": True},
+    "sprm_recompute": {"use_attention": False, "use_sprm": True, "sprm_recompute": True},
     "attention_naive": {"attention_impl": "naive"},
     "attention_sdpa": {"attention_impl": "sdpa"},
 }
@@ -121,12 +127,18 @@ def measure_case(case: MemoryCase) -> dict[str, Any]:
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()
+    timing = {"step_s": round(sum(times[1:]) / len(times[1:]), 4), "first_step_s": round(times[0], 4)}
+    if cuda:
+        peak_mb = (torch.cuda.max_memory_allocated() - before) / 2**20
+        return {"peak_mb": round(peak_mb, 1), **timing, "method": "cuda_max_allocated"}
+    rss_mb = (_peak_rss_bytes() - before) / 2**20
+    with LiveTensorBytes() as live:  # after the timed steps: the tracker slows every op
+        step(batch)
     return {
-        "peak_mb": round((peak - before) / 2**20, 1),
-        "step_s": round(sum(times[1:]) / len(times[1:]), 4),
-        "first_step_s": round(times[0], 4),
-        "method": "cuda_max_allocated" if cuda else "subprocess_maxrss",
+        "peak_mb": round(live.peak / 2**20, 1),
+        "peak_rss_mb": round(rss_mb, 1),
+        **timing,
+        "method": "live_tensor_bytes",
     }
 
 
@@ -164,7 +176,7 @@ def _run_in_process(case: MemoryCase) -> dict[str, Any]:
 
 def run_sprm_memory_bench(
     lengths: tuple[int, ...] = (512, 1024, 2048, 4096, 8192),
-    variants: tuple[str, ...] = ("sprm", "attention_naive", "attention_sdpa"),
+    variants: tuple[str, ...] = ("sprm", "sprm_recompute", "attention_naive", "attention_sdpa"),
     batch_size: int = 4,
     steps: int = 3,
     device: str = "auto",
@@ -209,18 +221,22 @@ def run_sprm_memory_bench(
         "machine": _machine(dev),
         "setup": {k: v for k, v in asdict(reference).items() if k not in ("variant", "length")},
         "results": rows,
-        "ratios_sprm_over_naive": _ratios(rows, "attention_naive"),
-        "ratios_sprm_over_sdpa": _ratios(rows, "attention_sdpa"),
+        **{
+            f"ratios_{mine}_over_{theirs.removeprefix('attention_')}": _ratios(rows, mine, theirs)
+            for mine in ("sprm", "sprm_recompute")
+            for theirs in ("attention_naive", "attention_sdpa")
+        },
         "wall_s": round(time.perf_counter() - start, 1),
     }
 
 
-def _ratios(rows: list[dict[str, Any]], other: str) -> dict[str, float]:
+def _ratios(rows: list[dict[str, Any]], mine: str, other: str) -> dict[str, float]:
+    """length → peak of `mine` ÷ peak of `other`, where both ran."""
     ok = {(r["variant"], r["length"]): r for r in rows if r.get("status") == "ok"}
     return {
-        str(length): round(ok[("sprm", length)]["peak_mb"] / ok[(other, length)]["peak_mb"], 3)
+        str(length): round(ok[(mine, length)]["peak_mb"] / ok[(other, length)]["peak_mb"], 3)
         for (variant, length) in ok
-        if variant == other and ("sprm", length) in ok and ok[(other, length)]["peak_mb"] > 0
+        if variant == other and (mine, length) in ok and ok[(other, length)]["peak_mb"] > 0
     }
 
 

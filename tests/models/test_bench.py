@@ -56,7 +56,7 @@ def test_sprm_memory_bench_in_subprocesses() -> None:
     json.dumps(result)
     rows = {r["variant"]: r for r in result["results"]}
     assert rows["sprm"]["status"] == "ok" and rows["sprm"]["peak_mb"] >= 0 and rows["sprm"]["step_s"] > 0
-    assert rows["sprm"]["method"] == "subprocess_maxrss"
+    assert rows["sprm"]["method"] == "live_tensor_bytes" and rows["sprm"]["peak_rss_mb"] >= 0
     assert rows["attention_naive"]["status"].startswith("skipped")  # above the (tiny) cap
     assert rows["attention_sdpa"]["status"] == "ok"
     assert result["setup"]["batch_size"] == 4
@@ -67,7 +67,14 @@ def test_memory_case_in_process_and_variants() -> None:
     assert not case.model_config().use_sprm and case.model_config().attention_impl == "naive"
     assert not MemoryCase("sprm", 16).model_config().use_attention
     out = measure_case(case)
-    assert out["step_s"] > 0 and out["method"] == "subprocess_maxrss"
+    assert out["step_s"] > 0 and out["method"] == "live_tensor_bytes"
+    # tensor-exact peaks: naive attention keeps (B, h, T, T) fp32 probabilities for backward, SPRM does not
+    sizes = {"batch_size": 2, "d_model": 8, "n_layers": 1, "vocab_size": 20, "steps": 2}
+    naive, sprm, recompute = (
+        measure_case(MemoryCase(variant, 256, **sizes))["peak_mb"]
+        for variant in ("attention_naive", "sprm", "sprm_recompute")
+    )
+    assert naive * 2**20 >= 2 * 256 * 256 * 4 and sprm < naive / 4 and recompute <= sprm
     with pytest.raises(ValueError, match="variant"):
         run_sprm_memory_bench(lengths=(8,), variants=("lstm",))
 

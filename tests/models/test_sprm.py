@@ -105,3 +105,33 @@ def test_block_causal(use_attention: bool, use_sprm: bool) -> None:
 def test_block_needs_a_branch() -> None:
     with pytest.raises(ValueError, match="attention, SPRM or both"):
         PantherBlock(BlockConfig(d_model=8, n_heads=2, use_attention=False, use_sprm=False))
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+def test_shift_and_add_equals_the_conv1d_it_replaces(dilation: int) -> None:
+    torch.manual_seed(0)
+    conv = CausalDepthwiseConv(d_model=6, kernel=3, dilation=dilation)
+    x = torch.randn(2, 11, 6)
+    reference = conv.conv(torch.nn.functional.pad(x.transpose(1, 2), (conv.left_pad, 0))).transpose(1, 2)
+    torch.testing.assert_close(conv(x), reference)
+    extra = 5  # a wider shared pad (the SPRM pads once for its largest dilation)
+    wide = torch.nn.functional.pad(x, (0, 0, conv.left_pad + extra, 0))
+    torch.testing.assert_close(conv.from_padded(wide, conv.left_pad + extra), reference)
+
+
+def test_recompute_gives_the_same_outputs_and_gradients() -> None:
+    torch.manual_seed(0)
+    plain = SPRM(SPRMConfig(d_model=8, n_prototypes=5, n_heads=2))
+    again = SPRM(SPRMConfig(d_model=8, n_prototypes=5, n_heads=2, recompute=True))
+    again.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 10, 8, requires_grad=True)
+    outputs, grads = [], []
+    for module in (plain, again):
+        y = module(x)
+        (y**2).sum().backward()
+        outputs.append(y.detach())
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in module.parameters()])
+        x.grad = None
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
