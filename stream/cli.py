@@ -359,10 +359,12 @@ def bench() -> None:
 @click.option("--sampler", default="uniform", show_default=True,
               type=click.Choice(["uniform", "uniform_shared", "in_batch"]),
               help="Negatives of the sampled softmax; uniform_shared is ~3x faster on CPU.")  # fmt: skip
+@click.option("--models", "model_names", default="panther,sasrec", show_default=True,
+              help="Neural models to train (comma-separated); popularity and Markov always run.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def bench_movielens(path: Path | None, epochs: int, device: str, max_len: int, time_budget_s: float | None,
-                    sampler: str, as_json: bool) -> None:  # fmt: skip
+                    sampler: str, model_names: str, as_json: bool) -> None:  # fmt: skip
     """PANTHER vs SASRec vs popularity vs Markov on MovieLens, full ranking, leave-last-out."""
     from dataclasses import replace
 
@@ -370,8 +372,11 @@ def bench_movielens(path: Path | None, epochs: int, device: str, max_len: int, t
     from models.bench.movielens import ML1M_SETUP
 
     setup = replace(ML1M_SETUP, loss=replace(ML1M_SETUP.loss, sampler=sampler))
+    models = tuple(name.strip() for name in model_names.split(",") if name.strip())
+    if not models or set(models) - {"panther", "sasrec"}:
+        raise click.BadParameter(f"{model_names!r}: choose from panther, sasrec", param_hint="--models")
     emit(run_movielens_bench(path, epochs, device, max_len, time_budget_s=time_budget_s, setup=setup,
-                             progress=not as_json), as_json)  # fmt: skip
+                             models=models, progress=not as_json), as_json)  # fmt: skip
 
 
 @bench.command("sprm-memory")

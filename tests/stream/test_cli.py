@@ -69,3 +69,17 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("kafka", "topics", "simulate", "produce", "tail"):
         assert command in result.stdout
+
+
+def test_bench_movielens_models_option_and_both_protocols(tmp_path: Path) -> None:
+    rows = [f"{u}::{(u * 7 + t * 3) % 29 + 1}::4::{10**6 + 60 * t}" for u in range(1, 16) for t in range(10)]
+    (tmp_path / "ratings.dat").write_text("\n".join(rows) + "\n")
+    path = str(tmp_path / "ratings.dat")
+    args = ("--path", path, "--models", "sasrec", "--epochs", "1", "--max-len", "8", "--device", "cpu")
+    result = run("bench", "movielens", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out["summary"]) == set(out["summary_all_items"]) == {"sasrec", "popularity", "markov"}
+    bad = run("bench", "movielens", "--path", path, "--models", "sasrec,lstm", "--json")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "choose from panther, sasrec" in bad.stderr
