@@ -71,10 +71,10 @@ class CausalDepthwiseConv(nn.Module):
         offset = pad - self.left_pad
         dilation = self.conv.dilation[0]
         weight = self.conv.weight[:, 0, :]  # (d, w)
-        y = self.conv.bias
-        for j in range(weight.shape[1]):
-            start = offset + j * dilation
-            y = y + padded[:, start : start + t] * weight[:, j]
+        taps = [padded[:, offset + j * dilation : offset + j * dilation + t] for j in range(weight.shape[1])]
+        y = torch.addcmul(self.conv.bias, taps[0], weight[:, 0])  # one (B, T, d) result per branch…
+        for j in range(1, len(taps)):
+            y = y.addcmul_(taps[j], weight[:, j])  # …accumulated in place (autograd keeps only the views)
         return y
 
 

@@ -111,9 +111,16 @@ def test_block_needs_a_branch() -> None:
 def test_shift_and_add_equals_the_conv1d_it_replaces(dilation: int) -> None:
     torch.manual_seed(0)
     conv = CausalDepthwiseConv(d_model=6, kernel=3, dilation=dilation)
-    x = torch.randn(2, 11, 6)
+    x = torch.randn(2, 11, 6, requires_grad=True)
     reference = conv.conv(torch.nn.functional.pad(x.transpose(1, 2), (conv.left_pad, 0))).transpose(1, 2)
     torch.testing.assert_close(conv(x), reference)
+    grads = []  # and the same gradients (the taps are accumulated in place)
+    for y in (reference, conv(x)):
+        x.grad, conv.conv.weight.grad, conv.conv.bias.grad = None, None, None
+        (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()
+        grads.append([g.clone() for g in (x.grad, conv.conv.weight.grad, conv.conv.bias.grad)])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
     extra = 5  # a wider shared pad (the SPRM pads once for its largest dilation)
     wide = torch.nn.functional.pad(x, (0, 0, conv.left_pad + extra, 0))
     torch.testing.assert_close(conv.from_padded(wide, conv.left_pad + extra), reference)
