@@ -149,6 +149,7 @@ _SAMPLERS = {
     "uniform_shared": _uniform_shared_negatives,
     "in_batch": _in_batch_negatives,
 }
+SAMPLERS = tuple(_SAMPLERS)  # the names a `LossConfig.sampler` accepts, for command-line choices
 
 
 @dataclass(frozen=True)

@@ -357,7 +357,7 @@ def bench() -> None:
 @click.option("--max-len", default=200, show_default=True)
 @click.option("--time-budget-s", default=None, type=float, help="Stop training each model after this long.")
 @click.option("--sampler", default="uniform", show_default=True,
-              type=click.Choice(["uniform", "uniform_shared", "in_batch"]),
+              type=click.Choice(["uniform", "uniform_shared", "in_batch"]),  # models.losses.SAMPLERS
               help="Negatives of the sampled softmax; uniform_shared is ~3x faster on CPU.")  # fmt: skip
 @click.option("--models", "model_names", default="panther,sasrec", show_default=True,
               help="Neural models to train (comma-separated); popularity and Markov always run.")  # fmt: skip
@@ -366,15 +366,14 @@ def bench() -> None:
 def bench_movielens(path: Path | None, epochs: int, device: str, max_len: int, time_budget_s: float | None,
                     sampler: str, model_names: str, as_json: bool) -> None:  # fmt: skip
     """PANTHER vs SASRec vs popularity vs Markov on MovieLens, full ranking, leave-last-out."""
-    from dataclasses import replace
-
     from models.bench import run_movielens_bench
-    from models.bench.movielens import ML1M_SETUP
+    from models.bench.movielens import ML1M_SETUP, MOVIELENS_MODELS
 
-    setup = replace(ML1M_SETUP, loss=replace(ML1M_SETUP.loss, sampler=sampler))
     models = tuple(name.strip() for name in model_names.split(",") if name.strip())
-    if not models or set(models) - {"panther", "sasrec"}:
-        raise click.BadParameter(f"{model_names!r}: choose from panther, sasrec", param_hint="--models")
+    if not models or set(models) - set(MOVIELENS_MODELS):
+        choices = ", ".join(MOVIELENS_MODELS)
+        raise click.BadParameter(f"{model_names!r}: choose from {choices}", param_hint="--models")
+    setup = ML1M_SETUP.with_sampler(sampler)
     emit(run_movielens_bench(path, epochs, device, max_len, time_budget_s=time_budget_s, setup=setup,
                              models=models, progress=not as_json), as_json)  # fmt: skip
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 
 from models.bench.movielens import ML1M_SETUP, run_movielens_bench
 from models.bench.sprm_memory import run_sprm_memory_bench
+from models.losses import SAMPLERS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ml.add_argument("--seed", type=int, default=0)
     ml.add_argument("--models", default="panther,sasrec")
     ml.add_argument("--time-budget-s", type=float, default=None)
-    ml.add_argument("--sampler", default="uniform", choices=("uniform", "uniform_shared", "in_batch"))
+    ml.add_argument("--sampler", default="uniform", choices=SAMPLERS)
     ml.add_argument(
         "--panther-overrides", default="{}", help='PantherConfig fields as JSON, e.g. {"n_layers": 8}'
     )
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             models=tuple(args.models.split(",")),
             time_budget_s=args.time_budget_s,
-            setup=replace(ML1M_SETUP, loss=replace(ML1M_SETUP.loss, sampler=args.sampler)),
+            setup=ML1M_SETUP.with_sampler(args.sampler),
             **json.loads(args.panther_overrides),
         )
     else:

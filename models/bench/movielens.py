@@ -68,6 +68,10 @@ class MovieLensSetup:
     batch_size: int = 128
     window_mode: str = "latest"
 
+    def with_sampler(self, sampler: str) -> MovieLensSetup:
+        """The same setup with another negative sampler for the sampled softmax (`models.losses.SAMPLERS`)."""
+        return replace(self, loss=replace(self.loss, sampler=sampler))
+
     def model_kwargs(self) -> dict[str, Any]:
         return {
             "max_len": self.max_len,
@@ -96,13 +100,14 @@ class MovieLensSetup:
 
 
 ML1M_SETUP = MovieLensSetup()
+MOVIELENS_MODELS = ("panther", "sasrec")  # the neural models `movielens_configs` builds
 
 
 def movielens_configs(
     vocab_size: int,
     cards: list[int],
     setup: MovieLensSetup,
-    models: tuple[str, ...] = ("panther", "sasrec"),
+    models: tuple[str, ...] = MOVIELENS_MODELS,
     **panther_overrides: Any,
 ) -> dict[str, PantherConfig]:
     """name → config; PANTHER and SASRec share `setup`'s sizes."""
@@ -157,7 +162,7 @@ def run_movielens_bench(
     max_len: int = 200,
     *,
     seed: int = 0,
-    models: tuple[str, ...] = ("panther", "sasrec"),
+    models: tuple[str, ...] = MOVIELENS_MODELS,
     setup: MovieLensSetup = ML1M_SETUP,
     time_budget_s: float | None = None,
     progress: bool = True,
