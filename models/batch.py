@@ -10,8 +10,9 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-PAD_ID = 0
-UNK_ID = 1
+from models.ids import PAD_ID, UNK_ID
+
+__all__ = ["PAD_ID", "UNK_ID", "SequenceBatch"]
 
 
 @dataclass(frozen=True)

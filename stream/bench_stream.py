@@ -199,19 +199,28 @@ def standalone(model: Path, profiles: Path, txns: list[Transaction], batch: int,
 
     async def run() -> dict[str, float]:
         scorer = await make_scorer()
-        recorded: list[tuple[Any, bool | None]] = []  # (request, reasons) as the engine asked
+        recorded: list[tuple[str, Any]] = []  # (method, request) as the engine called them
 
         class Recording:  # the scorer, noting each call the engine makes
             model_version, max_len, signal_names = scorer.model_version, scorer.max_len, scorer.signal_names
+            sequence_dim = scorer.sequence_dim
 
-            async def score(self, request: Any) -> Any:
-                recorded.append((request, None))
-                return await scorer.score(request)
+            async def refresh(self, request: Any) -> Any:
+                recorded.append(("refresh", request))
+                return await scorer.refresh(request)
+
+            async def score_state(self, request: Any) -> Any:
+                recorded.append(("score_state", request))
+                return await scorer.score_state(request)
 
         class RecordingSync(Recording):
-            def score_sync(self, request: Any, reasons: bool = True) -> Any:
-                recorded.append((request, reasons))
-                return scorer.score_sync(request, reasons=reasons)
+            def refresh_sync(self, request: Any) -> Any:
+                recorded.append(("refresh_sync", request))
+                return scorer.refresh_sync(request)
+
+            def score_state_sync(self, request: Any) -> Any:
+                recorded.append(("score_state_sync", request))
+                return scorer.score_state_sync(request)
 
         users = [p for chunk in read_events(profiles, UserProfile) for p in chunk]
         ids = live.profile_ids(users)
@@ -220,22 +229,24 @@ def standalone(model: Path, profiles: Path, txns: list[Transaction], batch: int,
             u.user_id: CachedProfile(r, e, live.model_version, 0)
             for u, r, e in zip(users, ids, embeddings, strict=True)
         }
-        wrapper = RecordingSync() if hasattr(scorer, "score_sync") else Recording()
+        wrapper = RecordingSync() if hasattr(scorer, "score_state_sync") else Recording()
         engine = ScoringEngine(live, wrapper, 0.5)  # type: ignore[arg-type]
         states: dict[str, Any] = {}
         started = time.perf_counter()
         for i in range(0, len(txns), batch):
-            await engine.score(txns[i : i + batch], states, cached)
+            chunk = txns[i : i + batch]
+            await engine.score(chunk, states, cached)
+            touched = {t.user_id for t in chunk}
+            await engine.refresh({u: states[u] for u in touched}, cached)  # as the worker, after each batch
             states = {
                 user: s if isinstance(s, bytes) else s.to_bytes() for user, s in states.items()
             }  # as in a table
         engine_s = time.perf_counter() - started
         started = time.perf_counter()
-        for request, reasons in recorded:
-            if reasons is None:
-                await scorer.score(request)
-            else:
-                scorer.score_sync(request, reasons=reasons)
+        for method, request in recorded:
+            result = getattr(scorer, method)(request)
+            if asyncio.iscoroutine(result):
+                await result
         scorer_s = time.perf_counter() - started
         await scorer.close()
         return {

@@ -410,6 +410,35 @@ def bench_fraud(transactions: Path, profiles: Path | None, model_dir: Path | Non
                          progress=not as_json), as_json)  # fmt: skip
 
 
+@bench.command("scorer")
+@click.option("--sizes", default="demo,panther", show_default=True, help="demo and/or panther.")
+@click.option("--scorers", default="inprocess,triton", show_default=True, help="inprocess and/or triton.")
+@click.option("--events", default=2000, show_default=True, type=click.IntRange(min=8))
+@click.option("--batch", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def bench_scorer(sizes: str, scorers: str, events: int, batch: int, device: str, as_json: bool) -> None:
+    """Full-window vs cached-state scoring on the same events: ev/s, refresh seq/s, max difference."""
+    from stream.bench_scorer import run_scorer_bench
+
+    chosen = _choices(sizes, ("demo", "panther"), "--sizes")
+    kinds = _choices(scorers, ("inprocess", "triton"), "--scorers")
+    emit(run_scorer_bench(chosen, kinds, events, batch, device, say=_say), as_json)
+
+
+def _choices(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    wrong = [c for c in chosen if c not in allowed]
+    if wrong or not chosen:
+        raise click.BadParameter(f"choose from {', '.join(allowed)} (got {text!r})", param_hint=option)
+    return chosen
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
 @bench.command("stream")
 @click.option("--events", default=5000, show_default=True, type=click.IntRange(min=1), help="Per rate.")
 @click.option("--rate", default=None, type=click.FloatRange(min=1), help="One fixed rate (records/s).")
@@ -442,11 +471,8 @@ def bench_stream(events: int, rate: float | None, rates: str, scorer: str, model
     """End to end: producer → Kafka → worker → scores; throughput, latency percentiles, CPU per process."""
     from stream.bench_stream import parse_rates, run_stream_bench
 
-    def say(message: str) -> None:
-        click.echo(message, err=True)
-
     chosen = [rate] if rate else parse_rates(rates)
-    emit(run_stream_bench(events, chosen, scorer, model_dir, data_dir, timeout_s, say=say), as_json)
+    emit(run_stream_bench(events, chosen, scorer, model_dir, data_dir, timeout_s, say=_say), as_json)
 
 
 # ---------------------------------------------------------------- serving
@@ -457,10 +483,13 @@ def bench_stream(events: int, rate: float | None, rates: str, scorer: str, model
 @click.option("--repo", "repo_dir", default=None, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--version", "version", type=click.IntRange(min=1), default=None, help="Default: next free.")
+@click.option("--reference", is_flag=True, help="Also the full-window panther_sprm (benchmarks, checks).")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def export(model_dir: Path, repo_dir: Path | None, device: str, version: int | None, as_json: bool) -> None:
-    """Writes versioned Triton models (panther_sprm, panther_user_encoder) from a model artefact."""
+def export(model_dir: Path, repo_dir: Path | None, device: str, version: int | None, reference: bool,
+           as_json: bool) -> None:  # fmt: skip
+    """Writes versioned Triton models from a model artefact: panther_score (the fraud head on cached
+    per-user state), panther_refresh (the encoder, batched), panther_user_encoder [, panther_sprm]."""
     from triton_repo.export import export_model_repository
 
     settings = Settings()
@@ -472,6 +501,7 @@ def export(model_dir: Path, repo_dir: Path | None, device: str, version: int | N
         max_batch_size=settings.triton_max_batch_size,
         queue_delay_us=settings.triton_queue_delay_us,
         torch_threads=settings.triton_torch_threads,
+        reference=reference,
     )
     emit(result, as_json)
 

@@ -1,10 +1,15 @@
 """The scoring engine: decoded transactions in, scores and alerts out — for the live worker AND the backtest.
 
-One code path for state and features: the per-event loop is `models.fraud.live.score_events` (the same
-one the offline evaluation replays), fed by the artefact's tokenizer and feature schema (`LiveModel`)
-and scored by any `Scorer` (Triton or in-process). The engine only adds what a stream needs around it:
-copy-on-write state (a failed batch leaves state untouched, so it can be retried), degraded-mode
-fallback, and the records to publish.
+One code path for state and features: the per-event loop is `models.fraud.cached_scoring.score_cached`
+(each user's cached encoder state, the encoder only for windows without a valid cache), fed by the
+artefact's tokenizer, feature schema and item table (`LiveModel`) and scored by any `Scorer` (Triton
+or in-process). `refresh` makes the touched users' caches valid for their next event: the caller runs
+it after the batch's outputs are handed on (the worker: after its transaction committed; the backtest:
+before the next batch). `reference=True` scores with the full-window loop
+(`models.fraud.live.score_events`) instead: the reference the cached path is tested against.
+
+The engine only adds what a stream needs around it: copy-on-write state (a failed batch leaves state
+untouched, so it can be retried), degraded-mode fallback, and the records to publish.
 """
 
 from __future__ import annotations
@@ -20,12 +25,21 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from models.fraud.cached_scoring import CallFn, refresh_states, score_cached
 from models.fraud.live import LiveEvent, LiveResult, ScoreFn, score_events
 from models.fraud.state import UserState
 from models.fraud.txn import txn_view
 from stream.events import Alert, Reason, Transaction, TransactionScore
 from stream.live_model import LiveModel
-from stream.scoring import Scorer, ScoreRequest, ScorerUnavailable, blocking_score_fn
+from stream.scoring import (
+    RefreshRequest,
+    Scorer,
+    ScoreRequest,
+    ScorerUnavailable,
+    StateScoreRequest,
+    blocking_call,
+    blocking_score_fn,
+)
 
 TOP_REASONS = 3
 
@@ -90,25 +104,35 @@ class ScoringEngine:
         scorer: Scorer,
         threshold: float,
         fallback: Scorer | None = None,
+        *,
+        reference: bool = False,
     ) -> None:
         self.live = live
         self.scorer = scorer
         self.threshold = threshold
         self.fallback = fallback
+        self.reference = reference
         self.max_len = scorer.max_len
         self.signal_names = tuple(scorer.signal_names)
+        self.encoder_rows = 0  # rows the critical-path encoder ran, over the engine's life (a metric)
 
     async def score(
         self,
         txns: list[Transaction],
         states: MutableMapping[str, UserState | bytes],
         profiles: Mapping[str, CachedProfile | None],
+        *,
+        stale_ok: frozenset[str] = frozenset(),
     ) -> list[Outcome]:
         """Scores `txns` in arrival order; `states` is updated only when the whole batch succeeded.
 
         A state may be given as its bytes (`UserState.to_bytes`, what the worker's table holds): it is
         decoded straight into the batch's working copy, so a state read from the store costs one decode
         and no copy. After success every touched user's entry is a `UserState`.
+
+        Exact unless told otherwise: an event whose user's cached encoder state is not valid for it is
+        encoded in the batch. Users in `stale_ok` (the worker's refresh is behind on them) are scored
+        from their last cached state instead, and their scores carry `state_lag`.
 
         Raises ScorerUnavailable when the primary scorer is down and there is no fallback.
         """
@@ -122,58 +146,66 @@ class ScoringEngine:
         ]
         degraded = False
         try:
-            results, scratch = await self._run(self.scorer, events, states)
+            results, scratch = await self._run(self.scorer, events, states, stale_ok)
         except ScorerUnavailable:
             if self.fallback is None:
                 raise
             degraded = True
-            results, scratch = await self._run(self.fallback, events, states)
+            results, scratch = await self._run(self.fallback, events, states, stale_ok)
         states.update(scratch)
         return [self._outcome(txn, result, degraded) for txn, result in zip(txns, results, strict=True)]
 
+    async def refresh(
+        self, states: Mapping[str, UserState], profiles: Mapping[str, CachedProfile | None]
+    ) -> int:
+        """Make each given user's cached encoder state valid for their next event (in place): one
+        batched encoder call for the stale ones. → rows encoded. Degrades like `score`."""
+        if self.reference or not states:
+            return 0
+        ids = {user: self._profile_ids(profiles.get(user)) for user in states}
+        for scorer in (self.scorer, self.fallback):
+            if scorer is None:
+                continue
+            refresh_fn, _ = cached_calls(scorer, asyncio.get_running_loop())
+            try:
+                return await asyncio.to_thread(
+                    refresh_states, refresh_fn, self.max_len, states, ids, self.live.tags
+                )
+            except ScorerUnavailable:
+                if scorer is self.fallback or self.fallback is None:
+                    raise
+        return 0
+
+    def _profile_ids(self, cached: CachedProfile | None) -> np.ndarray:
+        return cached.profile_ids if cached is not None else self.live.unknown_profile()
+
     def _event(self, txn: Transaction, token: int, cached: CachedProfile | None) -> LiveEvent:
-        profile = cached.profile_ids if cached is not None else self.live.unknown_profile()
         embedding = cached.embedding if cached is not None else None
-        return LiveEvent(txn.user_id, txn_view(txn, token), profile, embedding)
+        return LiveEvent(txn.user_id, txn_view(txn, token), self._profile_ids(cached), embedding)
 
     async def _run(
-        self, scorer: Scorer, events: list[LiveEvent], states: Mapping[str, UserState | bytes]
-    ) -> tuple[list[LiveResult], dict[str, UserState]]:
+        self, scorer: Scorer, events: list[LiveEvent], states: Mapping[str, UserState | bytes],
+        stale_ok: frozenset[str],
+    ) -> tuple[list[LiveResult], dict[str, UserState]]:  # fmt: skip
         scratch = {
             user_id: working_copy(states[user_id]) for user_id in {e.user_id for e in events} & states.keys()
         }
-        score_fn = self._score_fn(scorer, asyncio.get_running_loop())
-        results = await asyncio.to_thread(
-            score_events, score_fn, self.live.features, self.max_len, scratch, events
-        )
-        return results, scratch
-
-    def _score_fn(self, scorer: Scorer, loop: asyncio.AbstractEventLoop) -> ScoreFn:
-        """What `score_events` calls (on its worker thread) once per round.
-
-        A scorer with `score_sync` (in-process) is called right on that thread, without two hops
-        through the event loop, and without reasons; reasons (integrated gradients, ~45% of the
-        model's time) are computed in a second call for the rows that alert, the only ones that
-        carry them. Other scorers (Triton) go through the loop and return reasons with every row.
-        """
-        sync = getattr(scorer, "score_sync", None)
-        if sync is None:
-            return blocking_score_fn(scorer, loop)
-        threshold, width = self.threshold, len(self.signal_names)
-
-        def score_fn(reasons: bool = True, **arrays: np.ndarray) -> dict[str, np.ndarray]:
-            request = ScoreRequest.from_arrays(**arrays)
-            out = sync(request, reasons=False).to_dict()
-            if reasons and "p_fraud" in out:
-                rows = np.flatnonzero(out["p_fraud"] >= threshold)
-                contributions = np.zeros((request.size, width), dtype=np.float32)
-                if rows.size:
-                    alerting = ScoreRequest(**{k: v[rows] for k, v in request.arrays().items()})
-                    contributions[rows] = sync(alerting, reasons=True).reasons
-                out["reasons"] = contributions
-            return out
-
-        return score_fn
+        loop = asyncio.get_running_loop()
+        if self.reference:
+            score_fn = reference_score_fn(scorer, loop, self.threshold)
+            results = await asyncio.to_thread(
+                score_events, score_fn, self.live.features, self.max_len, scratch, events,
+                model_tag=self.live.tags.encoder,
+            )  # fmt: skip
+            return results, scratch
+        refresh_fn, head_fn = cached_calls(scorer, loop)
+        live = self.live
+        batch = await asyncio.to_thread(
+            score_cached, refresh_fn, head_fn, live.next_token, live.features, self.max_len, scratch, events,
+            live.tags, sequence_dim=scorer.sequence_dim, reason_threshold=self.threshold, stale_ok=stale_ok,
+        )  # fmt: skip
+        self.encoder_rows += batch.encoder_rows
+        return batch.results, scratch
 
     def _outcome(self, txn: Transaction, result: LiveResult, degraded: bool) -> Outcome:
         if result.duplicate:
@@ -187,10 +219,12 @@ class ScoringEngine:
             event_time=txn.timestamp,
             score=p_fraud,
             deviation=float(result.deviation),
+            deviation_log=float(result.deviation_log),
             surprise=float(result.surprise),
             model_version=self.live.model_version,
             degraded=degraded,
             alerted=alerted,
+            state_lag=int(result.state_lag),
             processed_at=now,
         )
         alert = None
@@ -202,6 +236,7 @@ class ScoringEngine:
                 score=p_fraud,
                 threshold=self.threshold,
                 deviation=float(result.deviation),
+                deviation_log=float(result.deviation_log),
                 reasons=self._reasons(result.reasons),
                 model_version=self.live.model_version,
                 degraded=degraded,
@@ -218,6 +253,52 @@ class ScoringEngine:
             for i in order
             if contributions[i] > 0
         ]
+
+
+def cached_calls(scorer: Scorer, loop: asyncio.AbstractEventLoop) -> tuple[CallFn, CallFn]:
+    """(refresh_fn, head_fn) for `score_cached` on its worker thread: an in-process scorer right on
+    that thread, any other (Triton) through the event loop `loop`."""
+    refresh_sync = getattr(scorer, "refresh_sync", None)
+    head_sync = getattr(scorer, "score_state_sync", None)
+    if refresh_sync is None or head_sync is None:
+        refresh_sync = blocking_call(scorer.refresh, loop)
+        head_sync = blocking_call(scorer.score_state, loop)
+
+    def refresh_fn(**arrays: np.ndarray) -> dict[str, np.ndarray]:
+        return refresh_sync(RefreshRequest(**arrays)).to_dict()
+
+    def head_fn(**arrays: np.ndarray) -> dict[str, np.ndarray]:
+        return head_sync(StateScoreRequest.from_arrays(**arrays)).to_dict()
+
+    return refresh_fn, head_fn
+
+
+def reference_score_fn(scorer: Scorer, loop: asyncio.AbstractEventLoop, threshold: float) -> ScoreFn:
+    """What the full-window `score_events` calls (on its worker thread) once per round.
+
+    A scorer with `score_sync` (in-process) is called right on that thread, without two hops
+    through the event loop, and without reasons; reasons (integrated gradients, ~45% of the
+    model's time) are computed in a second call for the rows that alert, the only ones that
+    carry them. Other scorers (Triton) go through the loop and return reasons with every row.
+    """
+    sync = getattr(scorer, "score_sync", None)
+    if sync is None:
+        return blocking_score_fn(scorer, loop)
+    width = len(scorer.signal_names)
+
+    def score_fn(reasons: bool = True, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+        request = ScoreRequest.from_arrays(**arrays)
+        out = sync(request, reasons=False).to_dict()
+        if reasons and "p_fraud" in out:
+            rows = np.flatnonzero(out["p_fraud"] >= threshold)
+            contributions = np.zeros((request.size, width), dtype=np.float32)
+            if rows.size:
+                alerting = ScoreRequest(**{k: v[rows] for k, v in request.arrays().items()})
+                contributions[rows] = sync(alerting, reasons=True).reasons
+            out["reasons"] = contributions
+        return out
+
+    return score_fn
 
 
 def working_copy(state: UserState | bytes) -> UserState:

@@ -195,11 +195,13 @@ class TransactionScore(Event):
     user_id: str
     event_time: datetime
     score: float = Field(ge=0, le=1)
-    deviation: float
+    deviation: float  # Δ: z-score of P_u(x) among the user's past P (≈ 0 with a large vocabulary)
+    deviation_log: float = 0.0  # Δ_log: the same on log P_u(x) — the deviation an analyst reads
     surprise: float
     model_version: str
     degraded: bool = False
     alerted: bool = False
+    state_lag: int = Field(default=0, ge=0)  # events scored past the user's last encoder refresh
     processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -212,6 +214,7 @@ class Alert(Event):
     score: float = Field(ge=0, le=1)
     threshold: float = Field(ge=0, le=1)
     deviation: float
+    deviation_log: float = 0.0
     reasons: list[Reason] = Field(default_factory=list)
     model_version: str
     degraded: bool = False

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.fraud.cached_scoring import ModelTags
 from models.fraud.features import FeatureSchema
-from models.fraud.head_io import HEAD_JSON
+from models.fraud.head_files import HEAD_JSON
+from models.fraud.next_token import NextTokenTable
 from models.profile_schema import ProfileSchema
 from models.tokenizer import StructuredTokenizer
 from stream.errors import PantherError
@@ -30,6 +32,9 @@ class LiveModel:
     tokenizer: StructuredTokenizer
     features: FeatureSchema
     profiles: ProfileSchema | None
+    next_token: NextTokenTable  # the frozen encoder's item table: log P_u(x) from a cached h_u
+    tags: ModelTags  # which model the cached per-user state belongs to
+    head_sha256: str  # the fraud head's weights (fraud_head.json)
 
     @classmethod
     def from_artifact_dir(cls, path: str | Path) -> LiveModel:
@@ -42,12 +47,17 @@ class LiveModel:
         config = json.loads((path / "config.json").read_text("utf-8"))
         head_info = json.loads(head.read_text("utf-8"))
         schema = config.get("profile_schema")
+        model_version = str(config["model_version"])
+        head_sha256 = str(head_info.get("weights_sha256", ""))
         return cls(
             path=path,
-            model_version=str(config["model_version"]),
+            model_version=model_version,
             tokenizer=StructuredTokenizer.load(path / "tokenizer.json"),
             features=FeatureSchema.from_dict(head_info["feature_schema"]),
             profiles=ProfileSchema.from_dict(schema) if schema else None,
+            next_token=NextTokenTable.from_artifact_dir(path, float(head_info.get("temperature", 1.0))),
+            tags=ModelTags.of(model_version, head_sha256),
+            head_sha256=head_sha256,
         )
 
     @property

@@ -20,7 +20,7 @@ from stream.topics import admin_client, declared_topics, existing_partitions
 
 Probe = Callable[[], str | None]
 
-TRITON_MODELS = ("panther_sprm", "panther_user_encoder")
+TRITON_MODELS = ("panther_score", "panther_refresh", "panther_user_encoder")  # schema.WORKER_MODELS
 
 
 class NotReady(PantherError):

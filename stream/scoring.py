@@ -1,9 +1,13 @@
 """`Scorer`: what the live worker and the backtest call to score a micro-batch — in-process or via Triton.
 
-Both implementations take the same `ScoreRequest` and return the same `ScoreResult` (numbers equal to
-1e-5, tested), so the worker's degraded mode can swap one for the other. The arrays are what
-`models.fraud.live.build_request` builds (`ScoreRequest.from_arrays(**build_request(...))`) and
-`ScoreResult.to_dict()` is shaped like `FraudScorer.score`'s answer.
+Three calls (both implementations give the same numbers, to 1e-5, tested, so the worker's degraded mode
+can swap one for the other):
+- `score_state(StateScoreRequest)` → `StateScoreResult`: the fusion head from each user's cached
+  encoder state (`models.fraud.cached_scoring`), on the critical path; Triton model panther_score;
+- `refresh(RefreshRequest)` → `RefreshResult`: the encoder over planned window rows
+  (`models.fraud.window_plan`), batched, mostly off the critical path; panther_refresh;
+- `score(ScoreRequest)` → `ScoreResult`: the full-window reference (every window re-encoded),
+  `models.fraud.live.build_request`'s arrays; panther_sprm, served only when exported `--reference`.
 
 - `InProcessScorer`: the artefact loaded in this process (`triton_repo.runner.ArtefactRunner`, which
   calls `models.fraud.scorer.FraudScorer`); torch runs in one worker thread, so the event loop keeps
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,6 +38,8 @@ from stream.triton_client import TritonClient, TritonRequestError, TritonUnavail
 
 SPRM = "panther_sprm"  # the names triton_repo.schema declares (tested to agree)
 USER_ENCODER = "panther_user_encoder"
+REFRESH = "panther_refresh"
+SCORE = "panther_score"
 ROW_OUTPUTS = ("p_fraud", "logit", "deviation", "deviation_log", "surprise", "logp_new")
 
 
@@ -122,6 +128,75 @@ class ScoreResult:
         return {f.name: v for f in fields(self) if isinstance(v := getattr(self, f.name), np.ndarray)}
 
 
+@dataclass(frozen=True)
+class RefreshRequest:
+    """R planned encoder rows (`models.fraud.window_plan.WindowPlan`), states wanted at K positions each."""
+
+    tokens: np.ndarray  # (R, W) int64 — right-padded windows, W ≤ L
+    lengths: np.ndarray  # (R,) int64 — real tokens per row, ≥ 1
+    profile: np.ndarray  # (R, P) int64
+    positions: np.ndarray  # (R, K) int64 — positions whose states are wanted, −1 = none
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    hidden: np.ndarray  # (R, K, d) float32 — the frozen encoder's states
+    lse: np.ndarray  # (R, K) float32 — the next-token log-normalizer of each state
+    sequence: np.ndarray | None = None  # (R, K, S) float32 — the head's own sequence input, when S > 0
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+
+@dataclass(frozen=True)
+class StateScoreRequest:
+    """B transactions scored from their users' cached state (`models.fraud.cached_scoring`)."""
+
+    txn_features: np.ndarray  # (B, F) float32
+    prob_stats: np.ndarray  # (B, 5) float64 — before the transaction
+    logp_new: np.ndarray  # (B,) float32 — log P_u(x) from the cached h_u and normalizer
+    hidden: np.ndarray  # (B, d) float32 — the cached h_u
+    profile: np.ndarray  # (B, P) int64
+    sequence: np.ndarray | None = None  # (B, S) float32 — the head's own sequence input, when S > 0
+    user_embedding: np.ndarray | None = None  # (B, d) float32 — cached e_u; from the profile if None
+    reason_threshold: np.ndarray | None = None  # (B,) float32 — reasons for rows with p_fraud ≥ it
+
+    @classmethod
+    def from_arrays(cls, **arrays: Any) -> StateScoreRequest:
+        dtypes = {f.name: np.float32 for f in fields(cls)} | {"prob_stats": np.float64, "profile": np.int64}
+        return cls(**{name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in dtypes.items()
+                      if arrays.get(name) is not None})  # fmt: skip
+
+    @property
+    def size(self) -> int:
+        return int(self.txn_features.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+
+@dataclass(frozen=True)
+class StateScoreResult:
+    p_fraud: np.ndarray  # (B,) float32
+    logit: np.ndarray  # (B,) float32
+    deviation: np.ndarray  # (B,) float32 — Δ on P
+    deviation_log: np.ndarray  # (B,) float32 — Δ on log P
+    surprise: np.ndarray  # (B,) float32 — −log P_u(x)
+    reasons: np.ndarray  # (B, S) float32 — zeros for rows below their reason threshold
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, np.ndarray]) -> StateScoreResult:
+        return cls(**{f.name: np.asarray(outputs[f.name], dtype=np.float32).reshape(-1)
+                      if f.name != "reasons" else np.asarray(outputs[f.name], dtype=np.float32)
+                      for f in fields(cls)})  # fmt: skip
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 @runtime_checkable
 class Scorer(Protocol):
     """What the worker and the backtest need from a scorer."""
@@ -135,7 +210,14 @@ class Scorer(Protocol):
     @property
     def signal_names(self) -> tuple[str, ...]: ...
 
-    async def score(self, request: ScoreRequest) -> ScoreResult: ...
+    @property
+    def sequence_dim(self) -> int: ...  # S: the head's own sequence input in the cached state
+
+    async def score(self, request: ScoreRequest) -> ScoreResult: ...  # the full-window reference
+
+    async def refresh(self, request: RefreshRequest) -> RefreshResult: ...
+
+    async def score_state(self, request: StateScoreRequest) -> StateScoreResult: ...
 
     async def embed_users(self, profile: np.ndarray) -> np.ndarray: ...  # (B, P) int64 → (B, d) float32
 
@@ -173,19 +255,45 @@ class InProcessScorer:
     def signal_names(self) -> tuple[str, ...]:
         return tuple(self._runner.info.signal_names)
 
+    @property
+    def sequence_dim(self) -> int:
+        return int(self._runner.info.sequence_dim)
+
+    def refresh_sync(self, request: RefreshRequest) -> RefreshResult:
+        """`refresh` on the caller's thread (the engine's worker thread)."""
+        arrays = request.arrays()
+        self._checked(self._runner.validate_refresh, arrays)
+        return RefreshResult(**self._runner.refresh(arrays))
+
+    def score_state_sync(self, request: StateScoreRequest) -> StateScoreResult:
+        """`score_state` on the caller's thread."""
+        arrays = request.arrays()
+        self._checked(self._runner.validate_state_score, arrays)
+        return StateScoreResult.from_outputs(self._runner.score_state(arrays))
+
+    @staticmethod
+    def _checked(validate: Callable[[Any], None], arrays: dict[str, np.ndarray]) -> None:
+        from triton_repo.runner import InvalidRequest
+
+        try:
+            validate(arrays)
+        except InvalidRequest as exc:
+            raise RequestRejected(f"in-process scorer: {exc}") from None
+
+    async def refresh(self, request: RefreshRequest) -> RefreshResult:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.refresh_sync, request)
+
+    async def score_state(self, request: StateScoreRequest) -> StateScoreResult:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.score_state_sync, request)
+
     def score_sync(self, request: ScoreRequest, reasons: bool = True) -> ScoreResult:
         """The same as `score`, on the caller's thread (offline loops, `models.fraud.live.score_events`).
 
         `reasons=False` skips the per-signal contributions (integrated gradients, ~45% of the model's
         time): the engine asks for them only for the rows that alert.
         """
-        from triton_repo.runner import InvalidRequest
-
         arrays = request.arrays()
-        try:
-            self._runner.validate(arrays)
-        except InvalidRequest as exc:
-            raise RequestRejected(f"in-process scorer: {exc}") from None
+        self._checked(self._runner.validate, arrays)
         outputs = self._runner.score(arrays, reasons=reasons)
         return ScoreResult.from_outputs(outputs, self.model_version, self.signal_names)
 
@@ -193,13 +301,8 @@ class InProcessScorer:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.score_sync, request)
 
     async def embed_users(self, profile: np.ndarray) -> np.ndarray:
-        from triton_repo.runner import InvalidRequest
-
         profile = np.ascontiguousarray(profile, dtype=np.int64)
-        try:
-            self._runner.validate_profile(profile)
-        except InvalidRequest as exc:
-            raise RequestRejected(f"in-process scorer: {exc}") from None
+        self._checked(self._runner.validate_profile, profile)  # type: ignore[arg-type]
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._runner.embed_users, profile)
 
     async def close(self) -> None:
@@ -230,14 +333,25 @@ class ServedModel:
 
 
 class TritonScorer:
-    """`panther_sprm` and `panther_user_encoder` on Triton. Build with `await TritonScorer.connect(url)`."""
+    """The served models on Triton. Build with `await TritonScorer.connect(url)`.
 
-    def __init__(self, client: TritonClient, sprm: ServedModel, encoder: ServedModel | None) -> None:
+    panther_score, panther_refresh and panther_user_encoder by default; panther_sprm (the full-window
+    reference) with `reference=True`. Every model it connects to must serve the same artefact (model
+    version and fraud head), which `connect` checks.
+    """
+
+    def __init__(self, client: TritonClient, models: Mapping[str, ServedModel]) -> None:
         self.client = client
-        self.sprm = sprm
-        self.encoder = encoder
-        self._max_len = sprm.inputs["tokens"][0]
-        self._signals = tuple(json.loads(sprm.parameters.get("signal_names", "[]") or "[]"))
+        self.models = dict(models)
+        anchor = self.models.get(REFRESH) or self.models[SPRM]
+        self._max_len = anchor.inputs["tokens"][0]
+        params = anchor.parameters
+        self._signals = tuple(json.loads(params.get("signal_names", "[]") or "[]"))
+        self._sequence_dim = int(params.get("sequence_dim", "0") or 0)
+
+    @property
+    def encoder(self) -> ServedModel | None:
+        return self.models.get(USER_ENCODER)
 
     @classmethod
     async def connect(
@@ -246,22 +360,29 @@ class TritonScorer:
         client: TritonClient | None = None,
         *,
         user_encoder: bool = True,
+        reference: bool = False,
+        cached: bool = True,
         **client_options: Any,
     ) -> TritonScorer:
-        """Read both served configs (raises ScorerUnavailable if the server or a model is not there)."""
+        """Read the served configs (ScorerUnavailable if the server or a model is not there, or the
+        models serve different artefacts)."""
         client = client or TritonClient(url, **client_options)
+        names = [*((SCORE, REFRESH) if cached else ()), *((USER_ENCODER,) if user_encoder else ()),
+                 *((SPRM,) if reference else ())]  # fmt: skip
         try:
-            sprm = ServedModel.from_config(await client.model_config(SPRM))
-            encoder = (
-                ServedModel.from_config(await client.model_config(USER_ENCODER)) if user_encoder else None
-            )
+            models = {name: ServedModel.from_config(await client.model_config(name)) for name in names}
         except (TritonUnavailable, TritonRequestError) as exc:
             raise ScorerUnavailable(f"cannot read the served models at {client.url}: {exc}") from None
-        return cls(client, sprm, encoder)
+        served = {(m.parameters.get("model_version"), m.parameters.get("head_sha256", ""))
+                  for m in models.values()}  # fmt: skip
+        if len(served) > 1:
+            raise ScorerUnavailable(f"the models at {client.url} serve different artefacts {sorted(served)}: "
+                                    "export one artefact into every model (panther export)")  # fmt: skip
+        return cls(client, models)
 
     @property
     def model_version(self) -> str:
-        return self.sprm.parameters.get("model_version", "unknown")
+        return next(iter(self.models.values())).parameters.get("model_version", "unknown")
 
     @property
     def max_len(self) -> int:
@@ -271,52 +392,81 @@ class TritonScorer:
     def signal_names(self) -> tuple[str, ...]:
         return self._signals
 
-    def _inputs(self, request: ScoreRequest) -> dict[str, np.ndarray]:
-        b, width = request.tokens.shape
+    @property
+    def sequence_dim(self) -> int:
+        return self._sequence_dim
+
+    @property
+    def head_sha256(self) -> str:
+        return next(iter(self.models.values())).parameters.get("head_sha256", "")
+
+    def _model(self, name: str) -> ServedModel:
+        model = self.models.get(name)
+        if model is None:
+            raise ScorerUnavailable(f"this TritonScorer was connected without {name}")
+        return model
+
+    def _padded_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """(B, W) → (B, L): the same shape for every request, so the dynamic batcher can merge them."""
+        b, width = tokens.shape
         if width > self._max_len:
             raise RequestRejected(f"tokens window {width} is longer than the model's L={self._max_len}")
-        tokens = request.tokens
-        if width < self._max_len:  # same shape for every request: the dynamic batcher can merge them
-            tokens = np.zeros((b, self._max_len), dtype=np.int64)
-            tokens[:, :width] = request.tokens
-        arrays = request.arrays() | {"tokens": tokens}
-        arrays["lengths"] = arrays["lengths"].reshape(b, 1)
-        arrays["new_token"] = arrays["new_token"].reshape(b, 1)
-        return {name: value for name, value in arrays.items() if name in self.sprm.inputs}
+        if width == self._max_len:
+            return tokens
+        padded = np.zeros((b, self._max_len), dtype=np.int64)
+        padded[:, :width] = tokens
+        return padded
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
-        inputs = self._inputs(request)
-        step = self.sprm.max_batch_size or request.size
-        parts = await asyncio.gather(
-            *[
-                self._call(self.sprm, {k: v[i : i + step] for k, v in inputs.items()})
-                for i in range(0, request.size, step)
-            ]
-        )
-        outputs = (
-            parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        )
-        _check_rows(outputs, request.size, self.sprm.name)
+        """The full-window reference (panther_sprm)."""
+        model = self._model(SPRM)
+        b = request.size
+        arrays = request.arrays() | {"tokens": self._padded_tokens(request.tokens)}
+        arrays["lengths"] = arrays["lengths"].reshape(b, 1)
+        arrays["new_token"] = arrays["new_token"].reshape(b, 1)
+        outputs = await self._rows(model, {k: v for k, v in arrays.items() if k in model.inputs}, b)
         return ScoreResult.from_outputs(outputs, self.model_version, self._signals)
+
+    async def refresh(self, request: RefreshRequest) -> RefreshResult:
+        model = self._model(REFRESH)
+        r, k = request.positions.shape
+        width = 1 << max(k - 1, 0).bit_length()  # K padded to a power of two: fewer distinct shapes
+        positions = np.full((r, width), -1, dtype=np.int64)
+        positions[:, :k] = request.positions
+        arrays = {"tokens": self._padded_tokens(request.tokens), "lengths": request.lengths.reshape(r, 1),
+                  "profile": request.profile, "positions": positions}  # fmt: skip
+        out = await self._rows(model, arrays, r)
+        sequence = out.get("sequence")
+        return RefreshResult(out["hidden"][:, :k], out["lse"][:, :k],
+                             None if sequence is None else sequence[:, :k])  # fmt: skip
+
+    async def score_state(self, request: StateScoreRequest) -> StateScoreResult:
+        model = self._model(SCORE)
+        b = request.size
+        arrays = request.arrays()
+        arrays["logp_new"] = arrays["logp_new"].reshape(b, 1)
+        if "reason_threshold" in arrays:
+            arrays["reason_threshold"] = arrays["reason_threshold"].reshape(b, 1)
+        outputs = await self._rows(model, {k: v for k, v in arrays.items() if k in model.inputs}, b)
+        return StateScoreResult.from_outputs(outputs)
 
     async def embed_users(self, profile: np.ndarray) -> np.ndarray:
         if self.encoder is None:
             raise ScorerUnavailable("this TritonScorer was connected without the user encoder")
         profile = np.ascontiguousarray(profile, dtype=np.int64)
-        step = self.encoder.max_batch_size or len(profile)
-        parts = await asyncio.gather(
-            *[
-                self._call(self.encoder, {"profile": profile[i : i + step]})
-                for i in range(0, len(profile), step)
-            ]
-        )
-        out = (
-            np.concatenate([p["user_embedding"] for p in parts])
-            if len(parts) > 1
-            else parts[0]["user_embedding"]
-        )
-        _check_rows({"user_embedding": out}, len(profile), self.encoder.name)
-        return out
+        return (await self._rows(self.encoder, {"profile": profile}, len(profile)))["user_embedding"]
+
+    async def _rows(
+        self, model: ServedModel, inputs: dict[str, np.ndarray], rows: int
+    ) -> dict[str, np.ndarray]:
+        """One call per `max_batch_size` rows, concurrently; outputs concatenated and checked."""
+        step = model.max_batch_size or rows
+        chunks = [{k: v[i : i + step] for k, v in inputs.items()} for i in range(0, rows, step)]
+        parts = await asyncio.gather(*[self._call(model, chunk) for chunk in chunks])
+        outputs = parts[0] if len(parts) == 1 else {
+            k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        _check_rows(outputs, rows, model.name)
+        return outputs
 
     async def _call(self, model: ServedModel, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
@@ -328,6 +478,18 @@ class TritonScorer:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def blocking_call(
+    call: Callable[[Any], Awaitable[Any]], loop: asyncio.AbstractEventLoop
+) -> Callable[[Any], Any]:
+    """A synchronous form of an async scorer method, for a worker thread: each call runs on `loop`
+    (never call it on `loop`'s own thread: it would wait on itself)."""
+
+    def run(request: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(call(request), loop).result()
+
+    return run
 
 
 def blocking_score_fn(

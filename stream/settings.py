@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     model_dir: Path | None = None  # the exported model artefact; default: home / "model"
     scorer: Literal["triton", "inprocess"] = "triton"
     degraded_mode: Literal["fallback", "pause"] = "fallback"
+    # The encoder refresh behind the batches (stream/worker/refresh.py): users waiting for one beyond
+    # `refresh_backlog` are scored from their last refresh (with state_lag) instead of waiting.
+    refresh_backlog: int = Field(default=20_000, ge=0)
+    refresh_batch_max: int = Field(default=1024, ge=1)  # users per refresh call
 
     # Triton (`panther triton start`, the worker's client).
     triton_host: str = "127.0.0.1"

@@ -98,7 +98,8 @@ def render(record: Record) -> None:
         headline = (
             f"[bold red]{body.get('score', 0):.3f}[/bold red] "
             f"txn={body.get('txn_id')} user={body.get('user_id')}"
-            f" Δ={body.get('deviation', 0):+.2f}"
+            f" Δlog={body.get('deviation_log', 0):+.2f} ΔP={body.get('deviation', 0):+.2f}"
+            + (f" lag={body['state_lag']}" if body.get("state_lag") else "")
         )
         reasons = ", ".join(str(reason.get("signal")) for reason in body.get("reasons", [])[:3])
         stderr.print(f"{headline} {reasons}", highlight=False)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from triton_repo.runner import ArtefactRunner, InvalidRequest
-from triton_repo.schema import SPRM, USER_ENCODER
+from triton_repo.schema import REFRESH, SCORE, SPRM, USER_ENCODER
 
 ARTIFACT_DIR = "artifact"
 LOG = logging.getLogger("panther.triton.backend")
@@ -42,7 +42,11 @@ def parameters(model_config: dict[str, Any]) -> dict[str, str]:
 
 
 def check_artifact(artifact_dir: Path, params: dict[str, str]) -> dict[str, Any]:
-    """Refuse an artefact whose model_version / tokenizer hash differ from what the config states."""
+    """Refuse an artefact whose model_version / tokenizer hash / fraud head differ from the config's.
+
+    The head matters on its own: `fit-fraud` rewrites the head (and a fine-tuned encoder or TextCNN,
+    whose outputs the cached state keeps) without changing model_version.
+    """
     config_file = artifact_dir / "config.json"
     if not config_file.is_file():
         raise ArtefactMismatch(f"{artifact_dir} holds no model artefact (config.json missing): re-run export")
@@ -55,6 +59,16 @@ def check_artifact(artifact_dir: Path, params: dict[str, str]) -> dict[str, Any]
             f"config.pbtxt was exported for model_version {expected[0]} with tokenizer {expected[1]}: "
             "re-run `panther export` (the version dir and config.pbtxt must come from one export)"
         )
+    expected_head = params.get("head_sha256", "")
+    if expected_head:
+        head_file = artifact_dir / "fraud_head.json"
+        head = json.loads(head_file.read_text("utf-8")) if head_file.is_file() else {}
+        actual_head = str(head.get("weights_sha256", ""))
+        if actual_head != expected_head:
+            raise ArtefactMismatch(
+                f"artefact {artifact_dir} holds fraud head {actual_head[:12] or 'none'} but config.pbtxt was "
+                f"exported for fraud head {expected_head[:12]}: re-run `panther export`"
+            )
     return config
 
 
@@ -183,6 +197,43 @@ class SprmBackend(_Backend):
         return {name: _column(out[name]) for name in self.outputs}
 
 
+class RefreshBackend(_Backend):
+    """panther_refresh: planned window rows → encoder states and next-token normalizers at positions."""
+
+    def validate(self, arrays: dict[str, np.ndarray]) -> None:
+        self.runner.validate_refresh(arrays)
+
+    def _concatenate(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        # Triton batches only requests of one shape; a mixed K would be a client bug, refused per batch
+        if len({p["positions"].shape[1] for p in parts}) > 1:
+            raise InvalidRequest("requests in one batch differ in their number of positions")
+        return super()._concatenate(parts)
+
+    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.runner.refresh(arrays)
+        return {name: np.asarray(out[name], dtype=np.float32) for name in self.outputs}
+
+
+class ScoreBackend(_Backend):
+    """panther_score: the fusion head from cached state (reasons only for rows at their threshold)."""
+
+    def validate(self, arrays: dict[str, np.ndarray]) -> None:
+        self.runner.validate_state_score(arrays)
+
+    def _concatenate_mixed(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        # optional inputs given by some requests only: fill what the model would use without them
+        for part in parts:
+            if "user_embedding" not in part:
+                part["user_embedding"] = self.runner.embed_users(part["profile"])
+            if "reason_threshold" not in part:
+                part["reason_threshold"] = np.full((len(part["profile"]), 1), np.inf, dtype=np.float32)
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.runner.score_state(arrays)
+        return {name: _column(out[name]) for name in self.outputs}
+
+
 class UserEncoderBackend(_Backend):
     """panther_user_encoder: profile ids → e_u."""
 
@@ -201,6 +252,8 @@ def _column(values: np.ndarray) -> np.ndarray:
 
 # Triton model name → its backend: the one `model.py` picks by `args["model_name"]`.
 BACKENDS: dict[str, type[_Backend]] = {
+    SCORE: ScoreBackend,
+    REFRESH: RefreshBackend,
     SPRM: SprmBackend,
     USER_ENCODER: UserEncoderBackend,
 }

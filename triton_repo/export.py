@@ -1,9 +1,13 @@
 """`panther export`: a model artefact → versioned Triton model directories + config.pbtxt.
 
-    <repo>/panther_sprm/config.pbtxt                 rendered from panther_sprm/config.pbtxt.in
-    <repo>/panther_sprm/<N>/model.py                 copied from triton_repo/model.py (all models)
-    <repo>/panther_sprm/<N>/artifact/…               the artefact (config.json, tokenizer.json, weights…)
-    <repo>/panther_user_encoder/…                    the same, for the user encoder
+    <repo>/panther_score/config.pbtxt                rendered from panther_score/config.pbtxt.in
+    <repo>/panther_score/<N>/model.py                copied from triton_repo/model.py (all models)
+    <repo>/panther_score/<N>/artifact/…              the artefact (config.json, tokenizer.json, weights…)
+    <repo>/panther_refresh/…, panther_user_encoder/… the same, for the encoder refresh and e_u
+    <repo>/panther_sprm/…                            the full-window reference model, with `reference`
+
+The worker calls the first three: the head from cached state (panther_score, only with a fraud head),
+the encoder in batches off the critical path (panther_refresh) and the user encoder.
 
 Why this shape: the artefact is loaded by the python backend from its own version dir, so a running
 server never reads a file that a later export rewrites; config.pbtxt names the artefact version and
@@ -28,11 +32,17 @@ from triton_repo.backend import ARTIFACT_DIR
 from triton_repo.runner import ArtefactRunner
 from triton_repo.schema import (
     MODELS,
+    REFRESH,
+    SCORE,
     SPRM,
     USER_ENCODER,
     TensorSpec,
     encoder_inputs,
     encoder_outputs,
+    refresh_inputs,
+    refresh_outputs,
+    score_inputs,
+    score_outputs,
     sprm_inputs,
     sprm_outputs,
 )
@@ -142,8 +152,11 @@ def export_model_repository(
     precision: str = "fp32",
     torch_threads: int = 0,
     project_root: str | None = None,
+    reference: bool = False,
 ) -> dict[str, Any]:
-    """Export `model_dir` as version `version` (default: next) of both models into `repo_dir`.
+    """Export `model_dir` as version `version` (default: next) of its models into `repo_dir`:
+    panther_score (with a fraud head), panther_refresh, panther_user_encoder, and with `reference` the
+    full-window panther_sprm (benchmarks and parity checks; the worker does not call it).
 
     device "gpu" → instance_group KIND_GPU (the backend runs on cuda:<device id>), "cpu" → KIND_CPU.
     `precision="bf16"` autocasts on GPU (faster, not bit-comparable with fp32 in-process scores).
@@ -173,11 +186,16 @@ def export_model_repository(
         "precision": precision,
         "torch_threads": str(torch_threads),
         "project_root": default_project_root() if project_root is None else project_root,
+        "head_sha256": info.head_sha256,
+        "sequence_dim": str(info.sequence_dim),
     }
-    specs = {
-        SPRM: (sprm_inputs(info), sprm_outputs(info)),
-        USER_ENCODER: (encoder_inputs(info), encoder_outputs(info)),
-    }
+    specs: dict[str, tuple[list[TensorSpec], list[TensorSpec]]] = {}
+    if info.has_head:
+        specs[SCORE] = (score_inputs(info), score_outputs(info))
+    specs[REFRESH] = (refresh_inputs(info), refresh_outputs(info))
+    specs[USER_ENCODER] = (encoder_inputs(info), encoder_outputs(info))
+    if reference:
+        specs[SPRM] = (sprm_inputs(info), sprm_outputs(info))
     for model in MODELS:  # refuse before writing anything
         if (repo / model / str(version)).exists():
             raise ExportError(f"{repo / model / str(version)} already exists: choose another --version")

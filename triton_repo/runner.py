@@ -10,11 +10,13 @@ alone gives — log P_u(x), surprise, the window embedding and e_u — through t
 FraudScorer uses (`models.fraud.encoder_pass.window_outputs`), and no fraud probability.
 
 Input names and shapes are those of `triton_repo.schema` with per-row scalars either (B,) or (B, 1).
+`refresh` and `score_state` are the cached path's two halves (`panther_refresh`, `panther_score`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from models.artifact import Artifact, load_artifact
-from models.fraud.encoder_pass import window_outputs
+from models.fraud.encoder_pass import next_token_lse, position_hidden, window_outputs
 from models.fraud.head_io import HEAD_JSON, HEAD_NAME, model_temperature
 from models.fraud.scorer import FraudScorer
 from models.panther import PantherModel
@@ -100,7 +102,15 @@ class ArtefactRunner:
             profile_cardinalities=tuple(int(c) for c in config.profile_cardinalities),
             n_features=self.scorer.n_features if self.scorer is not None else 0,
             signal_names=tuple(self.scorer.signal_names) if self.scorer is not None else (),
+            sequence_dim=self.scorer.sequence_dim if self.scorer is not None else 0,
+            head_sha256=self._head_sha256(),
         )
+
+    def _head_sha256(self) -> str:
+        path = self.artifact.path / HEAD_JSON
+        if self.scorer is None or not path.is_file():
+            return ""
+        return str(json.loads(path.read_text("utf-8")).get("weights_sha256", ""))
 
     # ---- checks ---------------------------------------------------------------------------------
     def validate(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -136,6 +146,47 @@ class ArtefactRunner:
             _check(user.shape == (b, info.d_model), f"user_embedding must be ({b}, {info.d_model})")
             _check(bool(np.isfinite(user).all()), "user_embedding has NaN/inf")
 
+    def validate_refresh(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Rows of `models.fraud.window_plan`: tokens (R, ≤L), lengths (R,), profile, positions (R, K)."""
+        info = self.info
+        tokens = np.asarray(arrays["tokens"])
+        if tokens.ndim != 2 or tokens.shape[1] > info.max_len:
+            raise InvalidRequest(f"tokens must be (R, ≤{info.max_len}), got {tokens.shape}")
+        r = tokens.shape[0]
+        lengths = _rows(arrays["lengths"], np.int64)
+        positions = np.asarray(arrays["positions"])
+        _check(lengths.shape == (r,), f"lengths must be ({r},)")
+        _check(positions.ndim == 2 and positions.shape[0] == r, f"positions must be ({r}, K)")
+        _check(bool(((tokens >= 0) & (tokens < info.vocab_size)).all()), "tokens out of [0, vocab)")
+        _check(bool(((lengths >= 1) & (lengths <= tokens.shape[1])).all()), "lengths out of [1, L]")
+        inside = (positions >= -1) & (positions < lengths[:, None])
+        _check(bool(inside.all()), "positions out of [-1, length)")
+        self.validate_profile(np.asarray(arrays["profile"]))
+
+    def validate_state_score(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """The head's inputs from cached state (see `models.fraud.scorer`)."""
+        info = self.info
+        _check(self.scorer is not None, "this artefact has no fraud head: nothing to score")
+        features = np.asarray(arrays["txn_features"])
+        b = features.shape[0] if features.ndim == 2 else -1
+        _check(features.shape == (b, info.n_features), f"txn_features must be (B, {info.n_features})")
+        shapes = {"prob_stats": (b, N_PROB_STATS), "hidden": (b, info.d_model),
+                  "profile": (b, info.n_profile)}  # fmt: skip
+        if info.sequence_dim:
+            shapes["sequence"] = (b, info.sequence_dim)
+        if arrays.get("user_embedding") is not None:
+            shapes["user_embedding"] = (b, info.d_model)
+        for name, shape in shapes.items():
+            _check(name in arrays and np.asarray(arrays[name]).shape == shape, f"{name} must be {shape}")
+        for name in ("logp_new", "reason_threshold"):
+            if arrays.get(name) is not None or name == "logp_new":
+                _check(_rows(arrays[name], np.float32).shape == (b,), f"{name} must be ({b},)")
+        for name in ("txn_features", "prob_stats", "hidden", "sequence", "user_embedding"):
+            if arrays.get(name) is not None:
+                _check(bool(np.isfinite(np.asarray(arrays[name])).all()), f"{name} has NaN/inf")
+        _check(not bool(np.isnan(_rows(arrays["logp_new"], np.float32)).any()), "logp_new has NaN")
+        self.validate_profile(np.asarray(arrays["profile"]))
+
     def validate_profile(self, profile: np.ndarray) -> None:
         cards = np.asarray(self.info.profile_cardinalities, dtype=np.int64)
         _check(profile.ndim == 2 and profile.shape[1] == len(cards), f"profile must be (B, {len(cards)})")
@@ -168,6 +219,52 @@ class ArtefactRunner:
                     reasons=reasons,
                 )
             return self._encoder_only(tokens, lengths, profile, new_token, user)
+
+    def refresh(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Encoder states at planned positions → hidden (R, K, d), lse (R, K) [, sequence (R, K, S)]."""
+        tokens = np.asarray(arrays["tokens"], dtype=np.int64)
+        lengths = _rows(arrays["lengths"], np.int64)
+        profile = np.asarray(arrays["profile"], dtype=np.int64)
+        positions = np.asarray(arrays["positions"], dtype=np.int64)
+        with self._precision():
+            if self.scorer is not None:
+                return self.scorer.refresh(tokens, lengths, profile, positions)
+            return self._refresh_encoder_only(tokens, lengths, profile, positions)
+
+    @torch.no_grad()
+    def _refresh_encoder_only(self, tokens: np.ndarray, lengths: np.ndarray, profile: np.ndarray,
+                              positions: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+        dev = self.device
+        positions_t = torch.from_numpy(positions).to(dev)
+        hidden = position_hidden(self.encoder, torch.from_numpy(tokens).to(dev),
+                                 torch.from_numpy(lengths).to(dev), torch.from_numpy(profile).to(dev),
+                                 positions_t)  # fmt: skip
+        valid = positions_t >= 0
+        lse = torch.zeros(positions_t.shape, dtype=torch.float32, device=dev)
+        lse[valid] = next_token_lse(self.encoder, hidden[valid], self.temperature)
+        return {"hidden": hidden.float().cpu().numpy(), "lse": lse.cpu().numpy()}
+
+    def score_state(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The head from cached state → p_fraud, logit, Δ, Δ_log, surprise (B,), reasons (B, S)."""
+        if self.scorer is None:
+            raise InvalidRequest("this artefact has no fraud head: nothing to score")
+
+        def optional(name: str, dtype: type[np.generic]) -> np.ndarray | None:
+            value = arrays.get(name)
+            return None if value is None else np.asarray(value, dtype=dtype)
+
+        threshold = arrays.get("reason_threshold")
+        with self._precision():
+            return self.scorer.score_state(
+                np.asarray(arrays["txn_features"], dtype=np.float32),
+                np.asarray(arrays["prob_stats"], dtype=np.float64),
+                _rows(arrays["logp_new"], np.float32),
+                np.asarray(arrays["hidden"], dtype=np.float32),
+                np.asarray(arrays["profile"], dtype=np.int64),
+                sequence=optional("sequence", np.float32),
+                user_embedding=optional("user_embedding", np.float32),
+                reason_threshold=None if threshold is None else _rows(threshold, np.float32),
+            )
 
     @torch.no_grad()
     def _encoder_only(

@@ -15,6 +15,18 @@ Shapes (B = batch, added by Triton in front of `dims`):
            reasons (B, S) FP32                                     — only with a fraud head
     panther_user_encoder
       in   profile (B, P) INT64      out  user_embedding (B, d) FP32
+
+The cached path (what the worker and the backtest use) splits panther_sprm in two; S = the head's own
+sequence input (`ArtefactInfo.sequence_dim`; the `sequence` tensors exist only when S > 0):
+
+    panther_refresh                                            the encoder, batched (KIND_GPU on a GPU)
+      in   tokens (B, L) INT64 · lengths (B, 1) INT64 · profile (B, P) INT64 · positions (B, K) INT64
+      out  hidden (B, K, d) FP32 · lse (B, K) FP32 · sequence (B, K, S) FP32
+    panther_score                                              the fusion head from cached state
+      in   txn_features (B, F) FP32 · prob_stats (B, 5) FP64 · logp_new (B, 1) FP32 · hidden (B, d) FP32
+           profile (B, P) INT64 · sequence (B, S) FP32 · user_embedding (B, d) FP32 [optional]
+           reason_threshold (B, 1) FP32 [optional: reasons only for rows with p_fraud ≥ it]
+      out  p_fraud, logit, deviation, deviation_log, surprise (B, 1) FP32 · reasons (B, S_signals) FP32
 """
 
 from __future__ import annotations
@@ -23,9 +35,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SPRM = "panther_sprm"
+SPRM = "panther_sprm"  # the full-window model: the reference (exported with `panther export --reference`)
 USER_ENCODER = "panther_user_encoder"
-MODELS = (SPRM, USER_ENCODER)
+REFRESH = "panther_refresh"
+SCORE = "panther_score"
+MODELS = (SCORE, REFRESH, USER_ENCODER, SPRM)  # every model export knows; a repository holds some
+WORKER_MODELS = (SCORE, REFRESH, USER_ENCODER)  # what the worker and the backtest call
 N_PROB_STATS = 5  # (n, μ_P, σ_P, μ_logP, σ_logP): models.fraud.replay.N_PROB_STATS
 
 NUMPY_DTYPES: dict[str, type[np.generic]] = {"INT64": np.int64, "FP32": np.float32, "FP64": np.float64}
@@ -59,6 +74,8 @@ class ArtefactInfo:
     profile_cardinalities: tuple[int, ...]  # (P,)
     n_features: int = 0  # F; 0 without a fraud head
     signal_names: tuple[str, ...] = field(default_factory=tuple)  # (S,); () without a fraud head
+    sequence_dim: int = 0  # the head's own sequence input kept per user (0: it reads h_u, or none)
+    head_sha256: str = ""  # fraud_head.json's weights_sha256 ("" without a head)
 
     @property
     def has_head(self) -> bool:
@@ -111,3 +128,42 @@ def encoder_inputs(info: ArtefactInfo) -> list[TensorSpec]:
 
 def encoder_outputs(info: ArtefactInfo) -> list[TensorSpec]:
     return [TensorSpec("user_embedding", "FP32", (info.d_model,))]
+
+
+def refresh_inputs(info: ArtefactInfo) -> list[TensorSpec]:
+    return [
+        TensorSpec("tokens", "INT64", (info.max_len,)),
+        TensorSpec("lengths", "INT64", (1,)),
+        TensorSpec("profile", "INT64", _profile_dims(info)),
+        TensorSpec("positions", "INT64", (-1,)),
+    ]
+
+
+def refresh_outputs(info: ArtefactInfo) -> list[TensorSpec]:
+    specs = [TensorSpec("hidden", "FP32", (-1, info.d_model)), TensorSpec("lse", "FP32", (-1,))]
+    if info.sequence_dim:
+        specs.append(TensorSpec("sequence", "FP32", (-1, info.sequence_dim)))
+    return specs
+
+
+def score_inputs(info: ArtefactInfo) -> list[TensorSpec]:
+    specs = [
+        TensorSpec("txn_features", "FP32", (info.n_features,)),
+        TensorSpec("prob_stats", "FP64", (N_PROB_STATS,)),
+        TensorSpec("logp_new", "FP32", (1,)),
+        TensorSpec("hidden", "FP32", (info.d_model,)),
+        TensorSpec("profile", "INT64", _profile_dims(info)),
+    ]
+    if info.sequence_dim:
+        specs.append(TensorSpec("sequence", "FP32", (info.sequence_dim,)))
+    return [
+        *specs,
+        TensorSpec("user_embedding", "FP32", (info.d_model,), optional=True),
+        TensorSpec("reason_threshold", "FP32", (1,), optional=True),
+    ]
+
+
+def score_outputs(info: ArtefactInfo) -> list[TensorSpec]:
+    rows = ("p_fraud", "logit", "deviation", "deviation_log", "surprise")
+    reasons = TensorSpec("reasons", "FP32", (len(info.signal_names),))
+    return [*(TensorSpec(n, "FP32", (1,)) for n in rows), reasons]

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from stream.daemon import PidFileProcess, process_matches, run_foreground
 from stream.errors import PantherError
-from triton_repo.schema import MODELS
+from triton_repo.schema import MODELS, WORKER_MODELS
 
 if TYPE_CHECKING:
     from stream.settings import Settings
@@ -182,7 +182,7 @@ class LocalTriton:
         self,
         repo: Path,
         home: Path,
-        models: tuple[str, ...] = MODELS,
+        models: tuple[str, ...] | None = None,
         host: str = "127.0.0.1",
         http_port: int = 8000,
         grpc_port: int = 8001,
@@ -195,7 +195,7 @@ class LocalTriton:
     ) -> None:
         self.repo = Path(repo).expanduser().resolve()
         self.home = Path(home).expanduser()
-        self.models = tuple(models)
+        self._models = tuple(models) if models is not None else None
         self.host = host
         self.http_port = http_port
         self.grpc_port = grpc_port
@@ -220,6 +220,15 @@ class LocalTriton:
         }
         kwargs.update(overrides)
         return cls(**kwargs)  # type: ignore[arg-type]
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models it loads: as given, else those exported into the repository (the worker's three
+        when there are none yet, so a start says which are missing)."""
+        if self._models is not None:
+            return self._models
+        present = tuple(m for m in MODELS if (self.repo / m / "config.pbtxt").is_file())
+        return present or WORKER_MODELS
 
     # ---- paths and urls ------------------------------------------------------------------------
     @property

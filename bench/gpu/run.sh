@@ -11,29 +11,11 @@
 #   CARRY=none DEVICE=cpu bash bench/gpu/run.sh 16,64 1,2 0.5 20
 # Results: $OUT/gpu_bench.json (+ .log and the tritonserver log) — or /tmp/panther-gpu-out without $OUT.
 set -u
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
-C=${CARRY:-.gpu/carry}
 B=${1:-256,1024,4096}; CONC=${2:-1,4}; SECS=${3:-3}; L=${4:-100}; PREC=${5:-fp32}
 DEV=${DEVICE:-gpu}
-RESULTS=${OUT:-/tmp/panther-gpu-out}; mkdir -p "$RESULTS"
 WORK=/tmp/panther-gpu-work; rm -rf "$WORK"
-PY=$(command -v python3)
-echo "python: $($PY -V) at $PY; $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
-if [ "$C" != none ]; then
-  [ -d "$C" ] || { echo "no carry folder $C: run bench/gpu/make_carry.sh here, carry it, or set CARRY=none"; exit 2; }
-  # numpy < 2 must be what the python backend stub imports: install it into the interpreter's OWN
-  # site-packages (the stub ignores PYTHONPATH); the stub finds this interpreter as `python3` on PATH.
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade "$C"/numpy-*.whl || exit 1
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    "$C"/tritonclient-*.whl "$C"/python_rapidjson-*.whl || exit 1
-  mkdir -p /tmp/tb && tar xzf "$C"/tritonbundle.tgz -C /tmp/tb || exit 1
-  export PYTHONPATH="$ROOT:/tmp/tb:/tmp/site"   # /tmp/tb/pytriton is found by importlib.util.find_spec
-else
-  export PYTHONPATH="$ROOT"
-fi
-export PYTHONUNBUFFERED=1
-$PY -c "import numpy, torch; print('numpy', numpy.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+# shellcheck source=bench/gpu/env.sh
+. "$(dirname "$0")/env.sh"
 set -o pipefail
 timeout 540 $PY -m bench.triton_bench --device "$DEV" --lengths "$L" --batches "$B" --concurrency "$CONC" \
   --seconds "$SECS" --precision "$PREC" --work "$WORK" --out "$RESULTS/gpu_bench.json" 2>&1 | tee "$RESULTS/gpu_bench.log"

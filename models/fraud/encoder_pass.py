@@ -12,6 +12,10 @@ the same windows are computed with far fewer forward passes (`encode_events`), e
 These are the *same windows* the live scorer builds, so the numbers agree to float rounding (tested in
 `tests/models/fraud/test_encoder_pass.py`). For 5,000 users × 60 days (464k events) this is ~9k
 forward rows instead of 464k.
+
+The live cached path reads states at chosen positions of planned rows (`position_hidden`, the rows of
+`models.fraud.window_plan`) and caches each state's next-token log-normalizer (`next_token_lse`), so
+scoring an event later needs neither the encoder nor a pass over the vocabulary.
 """
 
 from __future__ import annotations
@@ -49,6 +53,31 @@ def next_token_logprob(
         target = targets[start : start + chunk].unsqueeze(1)
         out.append((logits.gather(1, target) - logits.logsumexp(dim=1, keepdim=True)).squeeze(1))
     return torch.cat(out) if out else hidden.new_zeros(0)
+
+
+def next_token_lse(
+    model: PantherModel, hidden: torch.Tensor, temperature: float = 1.0, chunk: int = 1024
+) -> torch.Tensor:
+    """hidden (n, d) → log Σ_v exp(logit_v / T) (n,) float32: the normalizer `next_token_logprob`
+    subtracts, computed the same way (chunked: (chunk, V) logits at a time)."""
+    out = [(model.logits(hidden[start : start + chunk].float()) / temperature).logsumexp(dim=1)
+           for start in range(0, hidden.shape[0], chunk)]  # fmt: skip
+    return torch.cat(out) if out else hidden.new_zeros(0)
+
+
+@torch.no_grad()
+def position_hidden(
+    model: PantherModel, tokens: torch.Tensor, lengths: torch.Tensor, profile: torch.Tensor,
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """Rows (B, W) right-padded, lengths (B,), profile (B, P), positions (B, K) (−1 = none)
+    → hidden (B, K, d) at those positions, zeros where −1: one causal pass gives every prefix's state."""
+    tokens, lengths = as_windows(tokens, lengths)
+    width = int(lengths.max()) if len(lengths) else 1
+    hidden = model(SequenceBatch(tokens=tokens[:, :width], lengths=lengths, profile=profile))  # (B, W, d)
+    index = positions.clamp(min=0, max=width - 1)
+    picked = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    return torch.where((positions >= 0).unsqueeze(-1), picked, torch.zeros_like(picked))
 
 
 def as_windows(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

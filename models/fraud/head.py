@@ -116,6 +116,7 @@ class HeadInputs:
     window_lengths: torch.Tensor | None = None  # (B,) int64, 0 = empty window
     user: torch.Tensor | None = None  # (B, d) e_u
     deviation: torch.Tensor | None = None  # (B, 5)
+    sequence: torch.Tensor | None = None  # (B, S) a precomputed TextCNN encoding (cached state)
 
 
 class _Standardize(nn.Module):
@@ -187,14 +188,20 @@ class FraudHead(nn.Module):
         if self.hidden_norm is not None:
             out["sequence"] = self.hidden_norm(_need(inputs.hidden, "hidden"))
         elif self.textcnn is not None:
-            tokens, lengths = as_windows(_need(inputs.window_tokens, "window_tokens"),
-                                         _need(inputs.window_lengths, "window_lengths"))
-            out["sequence"] = self.textcnn(tokens, lengths)
+            out["sequence"] = inputs.sequence if inputs.sequence is not None else self.encode_sequence(
+                _need(inputs.window_tokens, "window_tokens"), _need(inputs.window_lengths, "window_lengths"))
         if self.user_norm is not None:
             out["user"] = self.user_norm(_need(inputs.user, "user"))
         if self.deviation_norm is not None:
             out["deviation"] = self.deviation_norm(_need(inputs.deviation, "deviation"))
         return out
+
+    def encode_sequence(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The TextCNN's encoding of windows (B, T), lengths (B,) (0 = empty) → (B, S); what the cached
+        path stores per user, since it depends on the window alone."""
+        if self.textcnn is None:
+            raise ValueError("this head has no TextCNN")
+        return self.textcnn(*as_windows(tokens, lengths))
 
     def baselines(self, blocks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reference inputs for attribution: the training mean of every block (0 after standardizing)."""

@@ -20,10 +20,11 @@ from models.artifact import Artifact, ArtifactError, file_sha256, load_artifact,
 from models.fraud.deviation import DeviationConfig
 from models.fraud.features import FeatureSchema
 from models.fraud.head import FraudHead, HeadConfig
+from models.fraud.head_files import ENCODER_NAME, HEAD_JSON, HEAD_NAME
 
-HEAD_NAME = "fraud_head"
-ENCODER_NAME = "fraud_encoder"
-HEAD_JSON = "fraud_head.json"
+__all__ = ["ENCODER_NAME", "HEAD_JSON", "HEAD_NAME", "HeadBundle", "load_head", "model_temperature",
+           "save_head"]  # fmt: skip
+
 FORMAT_VERSION = 1
 
 

@@ -24,9 +24,9 @@ import pandas as pd
 from models.fraud.features import FeatureSchema, fill_features
 from models.fraud.state import N_PROB_STATS, UserState, update
 from models.fraud.txn import TxnView
+from models.ids import PAD_ID
 
 ScoreFn = Callable[..., dict[str, np.ndarray]]
-PAD_ID = 0  # = models.batch.PAD_ID (not imported: that module pulls in torch)
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class LiveResult:
     logp_new: float = 0.0
     reasons: np.ndarray | None = None  # (S,) contributions in the scorer's signal order
     duplicate: bool = False
+    deviation_log: float = 0.0  # Δ on log P: the deviation that moves with a 60K-token vocabulary
+    state_lag: int = 0  # events folded into the state but not into the cached h_u it was scored from
 
 
 def tokenize_records(tokenizer: Any, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -102,8 +104,13 @@ def score_events(
     states: MutableMapping[str, UserState],
     events: Sequence[LiveEvent],
     reasons: bool = True,
+    model_tag: int = 0,
 ) -> list[LiveResult]:
-    """Score a micro-batch in arrival order and update `states` in place (new users get a fresh state)."""
+    """Score a micro-batch in arrival order and update `states` in place (new users get a fresh state).
+
+    The full-window reference: every event's window goes through the encoder. `model_tag` names the
+    encoder (`UserState.adopt_model`: another encoder's P statistics are reset).
+    """
     results: list[LiveResult | None] = [None] * len(events)
     for round_ in _rounds(events):
         todo = []
@@ -112,6 +119,7 @@ def score_events(
             state = states.get(event.user_id)
             if state is None:
                 state = states[event.user_id] = UserState()
+            state.adopt_model(model_tag)
             if event.txn.txn and state.seen(event.txn.txn):
                 results[i] = LiveResult(event.user_id, duplicate=True)
             else:
@@ -127,6 +135,7 @@ def score_events(
             results[i] = LiveResult(
                 event.user_id, float(out["p_fraud"][j]), float(out["deviation"][j]),
                 float(out["surprise"][j]), logp, out["reasons"][j] if reasons and "reasons" in out else None,
+                deviation_log=float(out["deviation_log"][j]),
             )
     return [r for r in results if r is not None]
 

@@ -15,7 +15,20 @@ call `score()`. One call scores B transactions of (normally distinct) users:
    "reasons" (B, S) signal contributions in `signal_names` order}
 
 After scoring, the caller folds each transaction into its user's state with p = exp(logp_new)
-(`models.fraud.live.score_events` does the whole loop).
+(`models.fraud.live.score_events` does the whole loop). That is the full-window path: the reference.
+
+The cached path splits it in two (`models.fraud.cached_scoring` does that loop):
+
+    refresh(tokens (R, W), lengths (R,), profile (R, P), positions (R, K))      the encoder, batched
+      → {"hidden" (R, K, d), "lse" (R, K), "sequence" (R, K, S) when S > 0}     states to cache per user
+    score_state(txn_features (B, F), prob_stats (B, 5), logp_new (B,), hidden (B, d),
+                sequence (B, S) when S > 0, profile (B, P), user_embedding (B, d) optional,
+                reason_threshold (B,) optional)                                   the head only
+      → {"p_fraud", "logit", "deviation", "deviation_log", "surprise" (B,), "reasons" (B, S_signals)}
+
+S (`sequence_dim`) is what the head reads besides the frozen h_u: the fine-tuned encoder's h_u, the
+TextCNN's encoding of the window, or nothing (0). Reasons are computed only for rows whose p_fraud is
+at or above their `reason_threshold` (zeros elsewhere): the alerting rows.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ import torch
 
 from models.artifact import Artifact, load_artifact
 from models.fraud.deviation import DEVIATION_NAMES, DeviationConfig, deviation_features
-from models.fraud.encoder_pass import window_outputs
+from models.fraud.encoder_pass import next_token_lse, position_hidden, window_outputs
 from models.fraud.features import FeatureSchema
 from models.fraud.head import FraudHead, HeadInputs
 from models.fraud.head_io import load_head
@@ -89,6 +102,14 @@ class FraudScorer:
         return self.signals.names
 
     @property
+    def sequence_dim(self) -> int:
+        """S: the width of the head's own sequence input that the cached state keeps (0: none)."""
+        kind = self.head.config.sequence
+        if kind == "textcnn":
+            return self.head.config.sequence_dim()
+        return int(self.encoder.config.d_model) if kind == "panther" and self.tuned_encoder is not None else 0
+
+    @property
     def n_features(self) -> int:
         return self.schema.width
 
@@ -100,6 +121,80 @@ class FraudScorer:
     def user_embedding(self, profile: ArrayLike) -> np.ndarray:
         """profile ids (B, P) → e_u (B, d) float32: what the stream caches per user."""
         return self.encoder.user_embedding(self._t(profile, torch.long)).float().cpu().numpy()
+
+    @torch.no_grad()
+    def refresh(
+        self, tokens: ArrayLike, lengths: ArrayLike, profile: ArrayLike, positions: ArrayLike
+    ) -> dict[str, np.ndarray]:
+        """Encoder states at planned positions (see the module docstring for shapes)."""
+        tokens_t, lengths_t = self._t(tokens, torch.long), self._t(lengths, torch.long)
+        profile_t, positions_t = self._t(profile, torch.long), self._t(positions, torch.long)
+        rows = (tokens_t, lengths_t, profile_t, positions_t)
+        hidden = position_hidden(self.encoder, *rows)  # (R, K, d)
+        valid = positions_t >= 0
+        lse = torch.zeros(positions_t.shape, dtype=torch.float32, device=self.device)
+        lse[valid] = next_token_lse(self.encoder, hidden[valid], self.temperature)
+        out = {"hidden": hidden.float(), "lse": lse}
+        if self.sequence_dim:
+            out["sequence"] = self._sequence_states(*rows)
+        return {k: v.cpu().numpy() for k, v in out.items()}
+
+    def _sequence_states(self, tokens: torch.Tensor, lengths: torch.Tensor, profile: torch.Tensor,
+                         positions: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """(R, K, S): the fine-tuned encoder's states, or the TextCNN over each window tokens[:pos + 1]."""
+        if self.tuned_encoder is not None:
+            return position_hidden(self.tuned_encoder, tokens, lengths, profile, positions).float()
+        r, k = positions.shape
+        windows = tokens.repeat_interleave(k, dim=0)  # (R·K, W): row r's tokens, once per position
+        encoded = self.head.encode_sequence(windows, (positions.reshape(-1) + 1).clamp(min=0))
+        encoded = encoded.reshape(r, k, -1)
+        return torch.where((positions >= 0).unsqueeze(-1), encoded, torch.zeros_like(encoded)).float()
+
+    @torch.no_grad()
+    def score_state(
+        self,
+        txn_features: ArrayLike,
+        prob_stats: ArrayLike,
+        logp_new: ArrayLike,
+        hidden: ArrayLike,
+        profile: ArrayLike,
+        sequence: ArrayLike | None = None,
+        user_embedding: ArrayLike | None = None,
+        reason_threshold: ArrayLike | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The fusion head from cached state: no encoder, no pass over the vocabulary."""
+        logp = self._t(logp_new, torch.float32).reshape(-1)
+        profile_t = self._t(profile, torch.long)
+        e_u = (self._t(user_embedding, torch.float32) if user_embedding is not None
+               else self.encoder.user_embedding(profile_t).float())  # fmt: skip
+        dev = deviation_features(logp, self._t(prob_stats, torch.float64), self.deviation_config)
+        own = self._t(sequence, torch.float32) if sequence is not None else None
+        if self.sequence_dim and own is None:
+            raise ValueError("this head needs the cached `sequence` input")
+        kind = self.head.config.sequence
+        head_hidden = None
+        if kind == "panther":  # the fine-tuned encoder's state when there is one, else the frozen h_u
+            head_hidden = own if self.tuned_encoder is not None else self._t(hidden, torch.float32)
+        inputs = HeadInputs(features=self._t(txn_features, torch.float32), hidden=head_hidden, user=e_u,
+                            deviation=dev, sequence=own if kind == "textcnn" else None)  # fmt: skip
+        blocks = self.head.blocks(inputs)
+        logit = self.head.fuse(blocks)
+        p_fraud = torch.sigmoid(logit).float()
+        out: dict[str, Any] = {
+            "p_fraud": p_fraud,
+            "logit": logit.float(),
+            "deviation": dev[:, DEVIATION_NAMES.index("deviation")],
+            "deviation_log": dev[:, DEVIATION_NAMES.index("deviation_log")],
+            "surprise": dev[:, DEVIATION_NAMES.index("surprise")],
+        }
+        reasons = torch.zeros(logit.shape[0], len(self.signal_names), device=self.device)
+        if reason_threshold is not None:
+            rows = torch.nonzero(p_fraud >= self._t(reason_threshold, torch.float32).reshape(-1)).flatten()
+            if rows.numel():
+                chosen = {name: value[rows] for name, value in blocks.items()}
+                reasons[rows] = integrated_gradients(self.head, chosen, self.signals, self.reason_steps)
+        out["reasons"] = reasons
+        return {k: v.detach().cpu().numpy() for k, v in out.items()}
 
     def score(
         self,

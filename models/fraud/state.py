@@ -16,11 +16,22 @@ un-know them; offline replay in event-time order never sees this case.
 
 `update` mutates the state in place and returns it (the worker reads, updates and writes back one value
 per event; copying 100-entry windows per event would double the replay cost). Use `copy()` to keep one.
+It is `fold` (everything but the model's probability) then `fold_probability`: the cached scoring path
+(`models.fraud.cached_scoring`) folds a whole micro-batch first and the probabilities after, once they
+are known, in the same order — so both paths build the same state.
+
+Cached prediction state. `prediction` holds what scoring the user's *next* event needs from the encoder
+(its last hidden state h_u, the log-normalizer of the next-token distribution, the head's own sequence
+encoding), made after `prediction.folded` events, by the model `prediction.tag`, for the profile
+`prediction.profile`. It is valid for the next event only while all three still match
+(`valid_prediction`). `model_tag` names the encoder whose probabilities the P statistics hold: they are
+reset when another encoder adopts the state (`adopt_model`), so Δ never mixes two models' P.
 """
 
 from __future__ import annotations
 
 import copy as _copy
+import hashlib
 import math
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, fields
@@ -35,7 +46,8 @@ HOUR_MS = 3_600_000
 N_PROB_STATS = 5  # (n, μ_P, σ_P, μ_logP, σ_logP), see UserState.prob_stats
 HOUR_BUCKETS = 6  # 4-hour buckets of the UTC hour of day
 LOG_P_FLOOR = 1e-12
-_MAGIC = b"PUS1"
+_MAGIC_V1 = b"PUS1"  # before cached prediction state (still loads: no prediction, model_tag 0)
+_MAGIC = b"PUS2"
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,54 @@ class StateConfig:
         return cls(**{k: int(v) for k, v in data.items() if k in known})
 
 
+def tag64(*parts: str | bytes) -> int:
+    """A 64-bit identity (BLAKE2b) of strings or bytes, e.g. a model version or a profile's ids; 0 = none.
+
+    64 bits, not CRC-32: two different model versions or profiles must never share a tag in practice.
+
+    >>> tag64("panther-1a2b3c4d") == tag64("panther-1a2b3c4d") != tag64("panther-1a2b3c4e")
+    True
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        digest.update(part.encode("utf-8") if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return int.from_bytes(digest.digest(), "little") or 1
+
+
+def profile_tag(profile_ids: np.ndarray) -> int:
+    """The identity of the profile ids a window was encoded with (the profile enters every position)."""
+    return tag64(np.ascontiguousarray(profile_ids, dtype="<i8").tobytes())
+
+
+@dataclass(slots=True, eq=False)
+class Prediction:
+    """What scoring a user's next event needs from the encoder, computed after `folded` events.
+
+    Shapes: d = the encoder's width, S = the head's own sequence input (0 when the head reads `hidden`).
+    """
+
+    folded: int  # UserState.n when it was computed
+    tag: int  # the model (encoder + head) that computed it: tag64(model_version, head sha)
+    profile: int  # profile_tag of the profile ids it was encoded with
+    lse: float  # log Σ_v exp(logit_v / T): the next-token distribution's log-normalizer
+    hidden: np.ndarray  # (d,) float32 — the frozen encoder's last hidden state h_u
+    sequence: np.ndarray  # (S,) float32 — fine-tuned encoder's h_u or TextCNN encoding; (0,) if none
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Prediction):
+            return NotImplemented
+        return (self.folded, self.tag, self.profile, self.lse) == (other.folded, other.tag, other.profile,
+                                                                   other.lse) and np.array_equal(
+            self.hidden, other.hidden) and np.array_equal(self.sequence, other.sequence)  # fmt: skip
+
+    @property
+    def nbytes(self) -> int:
+        """Its size inside a serialized state."""
+        return _PREDICTION_HEADER * 8 + 4 * (self.hidden.size + self.sequence.size)
+
+
+_PREDICTION_HEADER = 6  # folded, tag, profile, lse, d, S (8 bytes each)
 _WINDOW_FIELDS = ("times", "tokens", "amounts", "merchants", "devices", "countries", "cities")
 _COUNT_FIELDS = ("devices_seen", "countries_seen", "categories_seen", "channels_seen")
 
@@ -86,6 +146,8 @@ class UserState:
     channels_seen: dict[int, int] = field(default_factory=dict)
     hour_counts: list[int] = field(default_factory=lambda: [0] * HOUR_BUCKETS)
     recent_txns: list[int] = field(default_factory=list)  # txn-id hashes, oldest first
+    model_tag: int = 0  # the encoder whose probabilities `prob` / `log_prob` hold (0: not known)
+    prediction: Prediction | None = None  # cached encoder outputs for the next event (see module doc)
 
     # ---- reading ------------------------------------------------------------------------------------
     def context_end(self, time_ms: int) -> int:
@@ -111,6 +173,24 @@ class UserState:
     def copy(self) -> UserState:
         return _copy.deepcopy(self)
 
+    def valid_prediction(self, tag: int, profile: int) -> Prediction | None:
+        """The cached prediction if it was made for exactly this state, model and profile, else None."""
+        p = self.prediction
+        if p is not None and p.folded == self.n and p.tag == tag and p.profile == profile:
+            return p
+        return None
+
+    def adopt_model(self, model_tag: int) -> None:
+        """Scored by encoder `model_tag` from now on: P statistics of another encoder are reset.
+
+        A state of unknown origin (model_tag 0: written before states recorded it) keeps its statistics.
+        """
+        if model_tag == self.model_tag:
+            return
+        if self.model_tag != 0:
+            self.prob, self.log_prob = Running(), Running()
+        self.model_tag = model_tag
+
     # ---- serialization (RocksDB value) --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-able; bounded maps as [key, value] pairs so their LRU order survives."""
@@ -120,6 +200,11 @@ class UserState:
         out |= {name: list(getattr(self, name)) for name in ("log_amount", "prob", "log_prob")}
         out["merchant_stats"] = [[k, v[0], v[1]] for k, v in self.merchant_stats.items()]
         out |= {name: [[k, v] for k, v in getattr(self, name).items()] for name in _COUNT_FIELDS}
+        out["model_tag"] = self.model_tag
+        p = self.prediction
+        out["prediction"] = None if p is None else {
+            "folded": p.folded, "tag": p.tag, "profile": p.profile, "lse": p.lse,
+            "hidden": p.hidden.tolist(), "sequence": p.sequence.tolist()}  # fmt: skip
         return out
 
     @classmethod
@@ -134,10 +219,17 @@ class UserState:
         state.merchant_stats = {int(k): [float(c), float(m)] for k, c, m in data["merchant_stats"]}
         for name in _COUNT_FIELDS:
             setattr(state, name, {int(k): int(v) for k, v in data[name]})
+        state.model_tag = int(data.get("model_tag", 0))
+        p = data.get("prediction")
+        if p:
+            state.prediction = Prediction(int(p["folded"]), int(p["tag"]), int(p["profile"]), float(p["lse"]),
+                                          np.asarray(p["hidden"], np.float32),
+                                          np.asarray(p["sequence"], np.float32))  # fmt: skip
         return state
 
     def to_bytes(self) -> bytes:
-        """Compact binary form (≈ 3.5 KB for a full 100-event window), exact float64 round trip."""
+        """Compact binary form (≈ 3.5 KB for a full 100-event window, + the prediction: 48 bytes and
+        4 per float of h_u and the head's sequence input), exact round trip."""
         ints = [self.n, self.last_time, self.log_amount.n, self.prob.n, self.log_prob.n, len(self.times),
                 len(self.merchant_stats), *(len(getattr(self, f)) for f in _COUNT_FIELDS),
                 len(self.recent_txns)]
@@ -157,11 +249,21 @@ class UserState:
             counts = getattr(self, name)
             parts += [np.asarray(list(counts), dtype=np.uint32), np.asarray(list(counts.values()), np.int64)]
         parts.append(np.asarray(self.recent_txns, dtype=np.uint32))
+        p = self.prediction
+        if p is None:
+            parts.append(np.asarray([self.model_tag, 0], dtype=np.uint64))
+        else:
+            parts += [np.asarray([self.model_tag, 1, p.folded, p.tag, p.profile], dtype=np.uint64),
+                      np.asarray([p.lse], dtype=np.float64),
+                      np.asarray([p.hidden.size, p.sequence.size], dtype=np.int64),
+                      np.asarray(p.hidden, dtype=np.float32), np.asarray(p.sequence, dtype=np.float32)]
         return _MAGIC + b"".join(p.tobytes() for p in parts)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserState:
-        if raw[:4] != _MAGIC:
+        """Reads both layouts: PUS2 (with the cached prediction) and PUS1 (before it)."""
+        magic = bytes(raw[:4])
+        if magic not in (_MAGIC, _MAGIC_V1):
             raise ValueError("not a serialized UserState (bad magic)")
         reader = _Reader(memoryview(raw)[4:])
         ints = reader.take(np.int64, 12).tolist()
@@ -186,6 +288,15 @@ class UserState:
             keys = reader.take(np.uint32, count).tolist()
             setattr(state, name, dict(zip(keys, reader.take(np.int64, count).tolist(), strict=True)))
         state.recent_txns = reader.take(np.uint32, nr).tolist()
+        if magic == _MAGIC:
+            state.model_tag, has_prediction = reader.take(np.uint64, 2).tolist()
+            if has_prediction:
+                folded, tag, profile = reader.take(np.uint64, 3).tolist()
+                lse = float(reader.take(np.float64, 1)[0])
+                d, s = reader.take(np.int64, 2).tolist()
+                hidden = reader.take(np.float32, d).copy()
+                sequence = reader.take(np.float32, s).copy()
+                state.prediction = Prediction(folded, tag, profile, lse, hidden, sequence)
         return state
 
 
@@ -220,6 +331,20 @@ def update(
     Call it *after* computing the transaction's features and deviation from the same state: features
     see only the past. Returns `state` (mutated in place).
     """
+    fold(state, txn, config)
+    if p is not None:
+        fold_probability(state, p)
+    return state
+
+
+def fold_probability(state: UserState, p: float) -> None:
+    """Add the model's P_u(x) of a transaction to the user's P statistics (the deviation's μ, σ)."""
+    state.prob = state.prob.add(p)
+    state.log_prob = state.log_prob.add(math.log(max(p, LOG_P_FLOOR)))
+
+
+def fold(state: UserState, txn: TxnView, config: StateConfig = DEFAULT_STATE) -> None:
+    """Everything of `update` but the probability: window, counts, amounts, hours, txn ids."""
     t = txn.time_ms
     x = math.log1p(txn.amount)
     row = (t, txn.token, txn.amount, txn.merchant, txn.device, txn.country, txn.city)
@@ -238,9 +363,6 @@ def update(
     state.n += 1
     state.last_time = max(state.last_time, t)
     state.log_amount = state.log_amount.add(x)
-    if p is not None:
-        state.prob = state.prob.add(p)
-        state.log_prob = state.log_prob.add(math.log(max(p, LOG_P_FLOOR)))
     if txn.merchant:
         stats = state.merchant_stats.pop(txn.merchant, None) or [0.0, 0.0]
         stats[0] += 1.0
@@ -257,4 +379,3 @@ def update(
         state.recent_txns.append(txn.txn)
         if len(state.recent_txns) > config.max_recent_txns:
             del state.recent_txns[0]
-    return state

@@ -1,13 +1,13 @@
 """Reserved token ids, shared by the tokenizer, the models and the metrics.
 
-0 [PAD] and 1 [UNK] come from models/batch.py. 2 [MASK] (masked-token objectives) and 3 [PROFILE]
+0 [PAD] and 1 [UNK] come from models/ids.py. 2 [MASK] (masked-token objectives) and 3 [PROFILE]
 (the "profile as first token" ablation) are reserved so that a model never needs ids outside the
 vocabulary; the tokenizer never emits them. Real tokens start at FIRST_TOKEN_ID.
 """
 
 from __future__ import annotations
 
-from models.batch import PAD_ID, UNK_ID
+from models.ids import PAD_ID, UNK_ID
 
 MASK_ID = 2
 PROFILE_ID = 3

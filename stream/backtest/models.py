@@ -80,10 +80,11 @@ async def _triton(settings: Settings, live: LiveModel) -> Any:
     except ScorerUnavailable as exc:
         await client.close()
         raise PantherError(f"--scorer triton: {exc} (start it with `panther triton start`)") from None
-    if scorer.model_version != live.model_version:
+    if (scorer.model_version, scorer.head_sha256) != (live.model_version, live.head_sha256):
         await scorer.close()
         raise PantherError(
-            f"Triton serves model {scorer.model_version} but --model is {live.model_version}: "
-            "export that artefact (panther export) or pass the served one"
+            f"Triton serves model {scorer.model_version} (fraud head {scorer.head_sha256[:12] or 'none'})"
+            f" but --model is {live.model_version} (fraud head {live.head_sha256[:12]}): export that"
+            " artefact (panther export) or pass the served one"
         )
     return scorer

@@ -6,7 +6,9 @@ malformed record becomes a dead letter in the report, never a crash), and feed t
 model's engine in fixed micro-batches of `batch_size` (a remainder is carried across fetches, so the
 batches — and the scores — do not depend on how Kafka chunked the fetches). Records stamped in
 [T0 − lookback, T0) are scored too, because live state folds the model's own probabilities
-(`models.fraud.live.score_events`), but only events in [T0, T1] are reported.
+(`models.fraud.cached_scoring`), but only events in [T0, T1] are reported. After each batch the
+touched users' cached encoder states are refreshed before the next one: the backtest is always exact
+(it never scores from a lagging state), and each score equals the full-window reference's.
 """
 
 from __future__ import annotations
@@ -197,6 +199,8 @@ async def _score(batch: list[Pending], runs: list[ModelRun], sink: ScoreSink) ->
         run.tap.last = None
         begun = time.perf_counter()
         outcomes = await run.engine.score(txns, run.states, run.profiles)
+        touched = {txn.user_id for txn in txns} & run.states.keys()
+        await run.engine.refresh({user: run.states[user] for user in touched}, run.profiles)  # exact mode
         run.batch_ms.append((time.perf_counter() - begun) * 1000)
         run.batch_sizes.append(len(batch))
         kept = []

@@ -11,6 +11,7 @@ from stream.engine import ScoringEngine
 from stream.settings import Settings
 from stream.worker.channels import Channels
 from stream.worker.metrics import WorkerMetrics
+from stream.worker.sequence import PartitionSequencer, faust_gap
 from stream.worker.tables import Tables
 from stream.worker.transactions import BatchCommitter
 
@@ -19,7 +20,8 @@ class BatchAgent:
     """Runs `process` on every `take_events(batch_max, within)` batch of the events this worker owns.
 
     A batch that raises poisons the committer (nothing more is committed), and the agent stops: the
-    batch is read again after the restart, so a failure never half-writes its outputs.
+    batch is read again after the restart, so a failure never half-writes its outputs. Each
+    partition's events are scored in offset order with none skipped (`sequence.py`).
     """
 
     topic_role = ""  # "transactions" | "profiles": the channel this agent consumes
@@ -38,11 +40,21 @@ class BatchAgent:
         self.app, self.settings, self.channels, self.tables = app, settings, channels, tables
         self.engine, self.metrics, self.committer = engine, metrics, committer
         app.agent(getattr(channels, self.topic_role), name=self.agent_name)(self.run)
+        self.sequencer = PartitionSequencer(  # Faust's consumer internals: faust/transport/consumer.py
+            committed=lambda tp: app.consumer._committed_offset.get(tp),
+            seek=lambda tp, offset: app.consumer.seek(tp, offset),
+            is_gap=lambda tp, start, stop: faust_gap(app.consumer._gap)(tp, start, stop),
+        )
 
     async def run(self, stream: faust.StreamT) -> None:
+        self.committer.install()
         async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
             try:
-                await self.process(self.committer.assigned(events))
+                ours = self.committer.assigned(events)
+                admitted = await self.sequencer.admit(ours, self.app.consumer_generation_id)
+                self.metrics.rereads.set(self.sequencer.seeks)
+                if admitted:
+                    await self.process(admitted)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -39,7 +39,31 @@ class WorkerMetrics:
             "panther_event_lag_seconds", "record timestamp → score written", registry=registry,
             buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )  # fmt: skip
+        self.rereads = Gauge(
+            "panther_partition_rereads", "partitions sought back: records dropped on the way in",
+            registry=registry,
+        )
         self.scorer_up = Gauge("panther_scorer_up", "1 when the primary scorer answers", registry=registry)
+        # The cached path: the encoder on the critical path (rows), behind it (refresh), and what lags.
+        self.encoder_rows = Counter(
+            "panther_critical_encoder_rows_total", "encoder rows run while a batch was being scored",
+            registry=registry,
+        )  # fmt: skip
+        self.refresh_rows = Counter(
+            "panther_refresh_rows_total", "encoder rows run by the refresh behind the batches",
+            registry=registry,
+        )
+        self.refresh_seconds = Histogram(
+            "panther_refresh_seconds", "one refresh call", registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )  # fmt: skip
+        self.refresh_backlog = Gauge(
+            "panther_refresh_backlog", "users waiting for a refresh", registry=registry
+        )
+        self.lagged = Counter(
+            "panther_lagged_scores_total", "scores made from a lagging state (state_lag > 0)",
+            registry=registry,
+        )
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -13,7 +13,17 @@ import numpy as np
 from stream.engine import ScoringEngine
 from stream.errors import PantherError
 from stream.live_model import LiveModel
-from stream.scoring import InProcessScorer, Scorer, ScoreRequest, ScoreResult, ScorerUnavailable
+from stream.scoring import (
+    InProcessScorer,
+    RefreshRequest,
+    RefreshResult,
+    Scorer,
+    ScoreRequest,
+    ScoreResult,
+    ScorerUnavailable,
+    StateScoreRequest,
+    StateScoreResult,
+)
 from stream.settings import Settings
 from stream.worker.app import create_app
 from stream.worker.channels import Channels, declare_channels
@@ -33,9 +43,10 @@ class ReconnectingTritonScorer:
     and the engine degrades (fallback) or pauses, as configured.
     """
 
-    def __init__(self, settings: Settings, reference: Scorer) -> None:
+    def __init__(self, settings: Settings, reference: Scorer, head_sha256: str) -> None:
         self.settings = settings
         self.reference = reference  # same artefact: model_version, max_len and signal order
+        self.head_sha256 = head_sha256
         self._scorer: Any = None
         self._lock = asyncio.Lock()
 
@@ -51,6 +62,10 @@ class ReconnectingTritonScorer:
     def signal_names(self) -> tuple[str, ...]:
         return self.reference.signal_names
 
+    @property
+    def sequence_dim(self) -> int:
+        return self.reference.sequence_dim
+
     async def _connected(self) -> Any:
         from stream.scoring import TritonScorer
         from stream.triton_client import TritonClient
@@ -63,18 +78,25 @@ class ReconnectingTritonScorer:
                 except ScorerUnavailable:
                     await client.close()
                     raise
-                if self._scorer.model_version != self.model_version:
-                    found = self._scorer.model_version
+                served = (self._scorer.model_version, self._scorer.head_sha256)
+                if served != (self.model_version, self.head_sha256):
                     await self._scorer.close()
                     self._scorer = None
                     raise PantherError(
-                        f"Triton serves model {found} but the worker's artefact is {self.model_version}: "
+                        f"Triton serves model {served[0]} (fraud head {served[1][:12] or 'none'}) but the "
+                        f"worker's artefact is {self.model_version} (fraud head {self.head_sha256[:12]}): "
                         "export the same artefact (panther export) or point PANTHER_MODEL_DIR at it"
                     )
             return self._scorer
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         return await (await self._connected()).score(request)
+
+    async def refresh(self, request: RefreshRequest) -> RefreshResult:
+        return await (await self._connected()).refresh(request)
+
+    async def score_state(self, request: StateScoreRequest) -> StateScoreResult:
+        return await (await self._connected()).score_state(request)
 
     async def embed_users(self, profile: np.ndarray) -> np.ndarray:
         return await (await self._connected()).embed_users(profile)
@@ -110,7 +132,7 @@ def build_worker(settings: Settings) -> Worker:
         primary: Any = in_process
         fallback = None
     else:
-        primary = ReconnectingTritonScorer(settings, in_process)
+        primary = ReconnectingTritonScorer(settings, in_process, live.head_sha256)
         fallback = in_process if settings.degraded_mode == "fallback" else None
     engine = ScoringEngine(live, primary, settings.alert_threshold, fallback=fallback)
     app = create_app(settings)

@@ -1,8 +1,10 @@
 """The scoring agent: micro-batches of `transactions` → DLQ / scores / alerts, state in `user_windows`.
 
-Each micro-batch (`take_events(batch_max, within)`) is decoded at once and scored with one scorer call
-per round (see models.fraud.live) before anything is written; then its state, scores, alerts and dead
-letters are written and committed with its input offsets as one Kafka transaction (`transactions.py`).
+Each micro-batch (`take_events(batch_max, within)`) is decoded at once and scored from each user's
+cached encoder state (`models.fraud.cached_scoring`: one head call, the encoder only for windows
+without a valid cache) before anything is written; then its state, scores, alerts and dead letters are
+written and committed with its input offsets as one Kafka transaction (`transactions.py`). Only then,
+with the scores visible, are the users it left stale refreshed, behind the stream (`refresh.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from stream.events import Transaction
 from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import decode_events, send_dead_letters
+from stream.worker.refresh import StateRefresher, stale_states
 from stream.worker.tables import writing_for
 
 MAX_BACKOFF_S = 10.0
@@ -27,6 +30,19 @@ MAX_BACKOFF_S = 10.0
 class ScoringAgent(BatchAgent):
     topic_role, agent_name = "transactions", "score-transactions"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+        def owned(source: Any) -> bool:
+            return source.message.tp in self.app.consumer.assignment()
+
+        def refreshed(rows: int, seconds: float) -> None:
+            self.metrics.refresh_rows.inc(rows)
+            self.metrics.refresh_seconds.observe(seconds)
+
+        self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
+                                        self.settings.refresh_batch_max, owned, refreshed)  # fmt: skip
+
     async def process(self, events: list[Any]) -> None:
         """Decode and score (nothing written yet), then write state and outputs as one transaction."""
         batch_started = time.perf_counter()
@@ -34,12 +50,16 @@ class ScoringAgent(BatchAgent):
                                 self.settings.max_message_bytes)  # fmt: skip
         source = {txn.user_id: event for event, txn in decoded.valid}  # a user's events share a partition
         txns = [txn for _, txn in decoded.valid]
+        stale_ok = await self.refresher.settle(source)
         states = self._load_states(source)
         profiles = self._load_profiles(source)
         refreshed = await self._refresh_stale(profiles)
         started = time.perf_counter()
-        outcomes = await self._score_with_backoff(txns, states, profiles) if txns else []
+        rows_before = self.engine.encoder_rows
+        outcomes = await self._score_with_backoff(txns, states, profiles, stale_ok) if txns else []
         self.metrics.score_seconds.observe(time.perf_counter() - started)
+        self.metrics.encoder_rows.inc(self.engine.encoder_rows - rows_before)
+        behind = self.refresher.drain_ready()  # refreshed caches of other users: persisted with this batch
 
         async def write() -> None:
             await send_dead_letters(self.committer, self.channels.dlq, decoded.dead)
@@ -50,12 +70,20 @@ class ScoringAgent(BatchAgent):
                 if isinstance(state, UserState):  # bytes: no event of the user was scored (all duplicates)
                     with writing_for(source[user_id]):
                         self.tables.user_windows[user_id.encode()] = state.to_bytes()
+            for user_id, event, raw in behind:
+                if user_id not in source:
+                    with writing_for(event):
+                        self.tables.user_windows[user_id.encode()] = raw
             for (event, _), outcome in zip(decoded.valid, outcomes, strict=True):
                 await self._publish(event, outcome)
 
         started = time.perf_counter()
         await self.committer.commit_batch(events, write)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
+        self.refresher.written(written)
+        self.refresher.submit(stale_states(self.engine, {u: states[u] for u in written}, profiles, source))
+        self.metrics.refresh_backlog.set(self.refresher.backlog)
         self.metrics.batch_size.observe(len(events))
         self.metrics.batch_seconds.observe(time.perf_counter() - batch_started)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
@@ -69,6 +97,8 @@ class ScoringAgent(BatchAgent):
         self.metrics.events.labels("scored").inc()
         if outcome.score.degraded:
             self.metrics.degraded.inc()
+        if outcome.score.state_lag:
+            self.metrics.lagged.inc()
         if outcome.alert is not None:
             await self.committer.send(self.channels.alerts, event, key, outcome.alert.to_json_bytes())
             self.metrics.alerts.inc()
@@ -76,9 +106,10 @@ class ScoringAgent(BatchAgent):
         self.metrics.lag_seconds.observe(max(lag, 0.0))
 
     def _load_states(self, source: dict[str, Any]) -> dict[str, UserState | bytes]:
-        """The stored bytes: the engine decodes them into its working copy (no decode + copy here)."""
-        states: dict[str, UserState | bytes] = {}
-        for user_id in source:
+        """The stored bytes (a refreshed state not yet persisted is newer than the table's): the engine
+        decodes them into its working copy (no decode + copy here)."""
+        states: dict[str, UserState | bytes] = dict(self.refresher.take_ready(source))
+        for user_id in source.keys() - states.keys():
             raw = self.tables.user_windows.get(user_id.encode())
             if raw is not None:
                 states[user_id] = raw
@@ -119,12 +150,13 @@ class ScoringAgent(BatchAgent):
         return refreshed
 
     async def _score_with_backoff(self, txns: list[Transaction], states: dict[str, UserState | bytes],
-                                  profiles: dict[str, CachedProfile | None]) -> list[Any]:  # fmt: skip
+                                  profiles: dict[str, CachedProfile | None],
+                                  stale_ok: frozenset[str]) -> list[Any]:  # fmt: skip
         """Degraded mode "pause": hold the batch (nothing acked, nothing lost) and retry with backoff."""
         delay = 0.25
         while True:
             try:
-                outcomes = await self.engine.score(txns, states, profiles)
+                outcomes = await self.engine.score(txns, states, profiles, stale_ok=stale_ok)
                 self.metrics.scorer_up.set(1)
                 return outcomes
             except ScorerUnavailable as exc:

@@ -10,13 +10,24 @@ Why this exists (faust-streaming 0.15.3 with aiokafka, read in its sources):
   and its transactional commit does not flush the producer buffer that holds table changelog writes:
   half a batch's outputs, or its offsets without its state, could commit.
 - `take_events` acks a batch even when the body raised, so a failure would be committed as done.
+- A stream acks the messages it *skips* (faust/streams.py `__aiter__`: while flow control is suspended,
+  on a stop or a rebalance, and for messages of an older consumer generation), so that "the lag does
+  not grow". Those messages were fetched but never processed: the shutdown commit then committed past
+  them and they were never scored (seen: a SIGTERM landing while 29 records sat in the stream's queue;
+  the restarted worker resumed after them). Around the seek that ends table recovery, fetched records
+  can also be dropped without being delivered (seen: 2 records, right after a restart).
 
 So: every output is sent with the transactional id of its source partition (the one Faust commits that
 partition's offsets with; the topics are co-partitioned), all writes of a batch happen under one lock
-that every commit (ours, Faust's timer, rebalance, shutdown) also takes, and the batch ends with ack →
-flush → commit. A failure poisons the committer: nothing is committed any more and the worker stops, so
-the open transaction is aborted and the batch is read again after a restart (see `state_dir.py` for
-why the local RocksDB copy is then rebuilt from the changelog).
+that every commit (ours, Faust's timer, rebalance, shutdown) also takes, the batch ends with ack →
+flush → commit, and the consumer accepts an ack only from a batch being committed here: a message
+nobody processed never becomes committable (its partition's next owner, or this worker after a
+restart, reads it again). Records dropped on the way in are read again before anything after them
+is scored (`sequence.py`).
+
+A failure poisons the committer: nothing is committed any more and the worker stops, so the open
+transaction is aborted and the batch is read again after a restart (see `state_dir.py` for why the
+local RocksDB copy is then rebuilt from the changelog).
 """
 
 from __future__ import annotations
@@ -46,14 +57,15 @@ class BatchCommitter:
         self.dirty = False  # state written locally since the last successful commit
         self._lock = asyncio.Lock()
         self._commit: Callable[..., Awaitable[bool]] | None = None
+        self._acking: set[tuple[Any, int]] = set()  # (tp, offset) of the batch being committed
 
     @property
     def clean(self) -> bool:
         """Everything written was committed: the local state equals the changelog's committed state."""
         return self.failed is None and not self.dirty
 
-    def _install(self) -> None:
-        """Route every commit Faust makes through the batch lock (once, on the first batch)."""
+    def install(self) -> None:
+        """Route every commit and ack Faust makes through the committer (once, before the first batch)."""
         if self._commit is not None:
             return
         consumer = self.app.consumer
@@ -67,6 +79,14 @@ class BatchCommitter:
                 return await original(topics, start_new_transaction=start_new_transaction)
 
         consumer.commit = guarded_commit  # type: ignore[method-assign]
+        original_ack = consumer.ack
+
+        def guarded_ack(message: Any) -> bool:
+            if (message.tp, message.offset) not in self._acking:
+                return False  # skipped or never processed: must not become committable
+            return bool(original_ack(message))
+
+        consumer.ack = guarded_ack  # type: ignore[method-assign]
         if self.exactly_once:
             self.app.producer.commit_transactions = self._concurrent_commits(self.app.producer)  # type: ignore[method-assign]
 
@@ -124,7 +144,7 @@ class BatchCommitter:
         Shielded: a worker stopping mid-batch lets the batch finish, so the shutdown commit (which
         waits for the lock) sees it whole.
         """
-        self._install()
+        self.install()
         task = asyncio.ensure_future(self._locked(events, write))
         await asyncio.shield(task)
 
@@ -135,8 +155,12 @@ class BatchCommitter:
             self.dirty = True
             try:
                 await write()
-                for event in events:
-                    event.ack()  # offsets become committable; take_events' own ack is then a no-op
+                self._acking = {(event.message.tp, event.message.offset) for event in events}
+                try:
+                    for event in events:
+                        event.ack()  # offsets become committable; take_events' own ack is then a no-op
+                finally:
+                    self._acking = set()
                 if self.exactly_once:
                     await self.app.producer.flush()  # changelog writes sit in Faust's buffer until here
                     assert self._commit is not None

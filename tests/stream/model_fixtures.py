@@ -55,15 +55,18 @@ def engine_scores(
     txns: Iterable[Transaction],
     profiles: list[UserProfile] | None = None,
     batch: int = 64,
+    reference: bool = False,
 ) -> Mapping[str, float]:
     """txn_id → score of the same events through the same engine, in-process, no Kafka.
 
-    Events are scored in the given order, `batch` at a time; every user with a profile gets its cached
-    embedding first, as the worker's profile agent (and the backtest) would have it.
+    Events are scored in the given order, `batch` at a time, with the touched users' cached encoder
+    state refreshed after each batch (as the worker does); every user with a profile gets its cached
+    embedding first, as the worker's profile agent (and the backtest) would have it. `reference`:
+    the full-window path instead.
     """
     live = LiveModel.from_artifact_dir(model)
     scorer = InProcessScorer.from_artifact(model, threads=1)
-    engine = ScoringEngine(live, scorer, 0.5)
+    engine = ScoringEngine(live, scorer, 0.5, reference=reference)
     events = list(txns)
 
     async def run() -> dict[str, float]:
@@ -76,9 +79,11 @@ def engine_scores(
         states: dict = {}
         scores: dict[str, float] = {}
         for i in range(0, len(events), batch):
-            for outcome in await engine.score(events[i : i + batch], states, cached):
+            chunk = events[i : i + batch]
+            for outcome in await engine.score(chunk, states, cached):
                 if outcome.score is not None:
                     scores[outcome.txn.txn_id] = outcome.score.score
+            await engine.refresh({t.user_id: states[t.user_id] for t in chunk}, cached)
         await scorer.close()
         return scores
 

@@ -54,11 +54,12 @@ def fake_triton() -> Iterator[tuple[Settings, dict[str, int]]]:
     server.shutdown()
 
 
-def test_triton_is_ready_only_with_the_server_and_both_models(fake_triton) -> None:
+def test_triton_is_ready_only_with_the_server_and_the_worker_models(fake_triton) -> None:
     settings, codes = fake_triton
     probe = triton_probe(settings)
     codes["/v2/health/ready"] = 200
-    codes["/v2/models/panther_sprm/ready"] = 200
+    codes["/v2/models/panther_score/ready"] = 200
+    codes["/v2/models/panther_refresh/ready"] = 200
     assert probe() is not None and "panther_user_encoder/ready answered 404" in str(probe())
     codes["/v2/models/panther_user_encoder/ready"] = 200
     assert probe() is None

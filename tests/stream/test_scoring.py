@@ -15,12 +15,15 @@ from models.fraud.state import UserState
 from models.fraud.txn import TxnView
 from stream.scoring import (
     InProcessScorer,
+    RefreshRequest,
     RequestRejected,
     Scorer,
     ScoreRequest,
     ScoreResult,
+    ScorerUnavailable,
     ScoringError,
     ServedModel,
+    StateScoreRequest,
     TritonScorer,
     blocking_score_fn,
 )
@@ -38,7 +41,7 @@ def served(request: pytest.FixtureRequest) -> Served:
 
 @pytest.fixture
 async def scorers(served: Served) -> Any:
-    triton = await TritonScorer.connect(served.server.grpc_url, timeout_s=10.0)
+    triton = await TritonScorer.connect(served.server.grpc_url, timeout_s=10.0, reference=True)
     local = InProcessScorer.from_artifact(served.artifact)
     yield triton, local
     await triton.close()
@@ -148,7 +151,7 @@ async def test_empty_outputs_are_an_error_not_silent_zeros() -> None:
             for n, d in (("tokens", [MAX_LEN]), ("lengths", [1]), ("profile", [5]), ("new_token", [1]))
         ],
     }
-    scorer = TritonScorer(EmptyClient(), ServedModel.from_config(config), None)
+    scorer = TritonScorer(EmptyClient(), {SPRM: ServedModel.from_config(config)})
     with pytest.raises(ScoringError, match="numpy ≥ 2"):
         await scorer.score(make_request(np.random.default_rng(4), 3))
 
@@ -198,3 +201,45 @@ async def test_in_process_scorer_without_fraud_head(tmp_path: Path) -> None:
     assert result.p_fraud is None and result.reasons is None and local.signal_names == ()
     assert result.logp_new.shape == (3,) and result.seq_embedding.shape == (3, 16)
     await local.close()
+
+
+def refresh_request(rng: np.random.Generator, r: int, k: int = 3) -> RefreshRequest:
+    lengths = rng.integers(1, MAX_LEN + 1, r)
+    tokens = np.where(np.arange(MAX_LEN) < lengths[:, None], rng.integers(4, 400, (r, MAX_LEN)), 0)
+    back = lengths[:, None] - 1 - np.arange(k)  # the last k positions of each row (or fewer)
+    positions = np.where(back >= 0, back, -1)
+    return RefreshRequest(tokens[:, : int(lengths.max())], lengths,
+                          np.stack([rng.integers(0, c, r) for c in CARDS], axis=1), positions)  # fmt: skip
+
+
+async def test_the_cached_path_through_triton_equals_in_process(
+    scorers: tuple[TritonScorer, InProcessScorer],
+) -> None:
+    triton, local = scorers
+    assert triton.sequence_dim == local.sequence_dim == 0 and triton.head_sha256
+    rng = np.random.default_rng(6)
+    for request in (refresh_request(rng, 7), refresh_request(rng, 300, k=1)):  # 300 > max_batch_size
+        remote, here = await triton.refresh(request), await local.refresh(request)
+        assert remote.hidden.shape == here.hidden.shape == (*request.positions.shape, 16)
+        np.testing.assert_allclose(remote.hidden, here.hidden, atol=1e-5)
+        np.testing.assert_allclose(remote.lse, here.lse, atol=1e-5)
+    full = make_request(rng, 12)
+    state = StateScoreRequest(
+        txn_features=full.txn_features, prob_stats=full.prob_stats,
+        logp_new=rng.normal(-3, 1, 12).astype(np.float32),
+        hidden=rng.normal(size=(12, 16)).astype(np.float32), profile=full.profile,
+        reason_threshold=np.where(np.arange(12) % 2 == 0, 0.0, 2.0).astype(np.float32),
+    )  # fmt: skip
+    remote, here = await triton.score_state(state), await local.score_state(state)
+    for name, value in here.to_dict().items():
+        np.testing.assert_allclose(remote.to_dict()[name], value, atol=1e-5, err_msg=name)
+    assert remote.reasons[0::2].any() and not remote.reasons[1::2].any()  # reasons only where asked
+
+
+async def test_a_scorer_without_the_reference_model_says_so(served: Served) -> None:
+    triton = await TritonScorer.connect(served.server.grpc_url, timeout_s=10.0)
+    try:
+        with pytest.raises(ScorerUnavailable, match="without panther_sprm"):
+            await triton.score(make_request(np.random.default_rng(7), 2))
+    finally:
+        await triton.close()

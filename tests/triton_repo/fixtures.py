@@ -3,7 +3,7 @@
 The server is shared by tests/triton_repo and tests/stream (test_triton_client, test_scoring). pytest
 only shares a session fixture through a common conftest, which these directories lack, so the server
 lives in a module-level holder that every module's fixture asks for; it is stopped once, at session
-end (`config.add_cleanup`). Start-up is ~5 s (two python-backend stubs importing torch).
+end (`config.add_cleanup`). Start-up is ~5-10 s (four python-backend stubs importing torch).
 """
 
 from __future__ import annotations
@@ -58,14 +58,15 @@ def _announce(config: pytest.Config, message: str) -> None:
 
 
 def shared_served(request: pytest.FixtureRequest) -> Served:
-    """The run's tritonserver with the tiny artefact's panther_sprm + panther_user_encoder, ready."""
+    """The run's tritonserver with every model of the tiny artefact (the reference too), ready."""
     require_tritonserver()
     served = _SERVED.get("main")
     if served is None:
         factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
         root = factory.mktemp("served")
         artifact = tiny_artifact(root / "model")
-        export_model_repository(artifact, root / "repo", max_batch_size=256, queue_delay_us=2000)
+        export_model_repository(artifact, root / "repo", max_batch_size=256, queue_delay_us=2000,
+                                reference=True)  # fmt: skip
         server = new_server(root / "repo", root / "home")
         try:
             server.start(wait_s=120)

@@ -12,10 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from models.fraud.next_token import NextTokenTable
 from tests.triton_repo.fixtures import MAX_LEN, tiny_artifact
-from triton_repo.backend import ArtefactMismatch, SprmBackend, UserEncoderBackend, device_for
+from triton_repo.backend import (
+    ArtefactMismatch,
+    RefreshBackend,
+    ScoreBackend,
+    SprmBackend,
+    UserEncoderBackend,
+    device_for,
+)
 from triton_repo.export import export_model_repository
-from triton_repo.schema import SPRM, USER_ENCODER
+from triton_repo.schema import REFRESH, SCORE, SPRM, USER_ENCODER
 
 
 class FakeTensor:
@@ -73,7 +81,7 @@ def args_for(repo: Path, model: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("backend")
-    export_model_repository(tiny_artifact(root / "model"), root / "repo")
+    export_model_repository(tiny_artifact(root / "model"), root / "repo", reference=True)
     return root / "repo"
 
 
@@ -174,6 +182,53 @@ def test_initialize_refuses_an_artifact_the_config_was_not_exported_for(repo: Pa
     shutil.copytree(other, target)
     with pytest.raises(ArtefactMismatch, match=r"is model_version panther-\w+ .* exported for model_version"):
         SprmBackend(args_for(copy, SPRM), FAKE_PB)
+
+
+def test_refresh_then_score_equals_the_full_window_model(repo: Path) -> None:
+    """panther_refresh + panther_score on a window's cached state = panther_sprm on the window."""
+    sprm = SprmBackend(args_for(repo, SPRM), FAKE_PB)
+    refresh = RefreshBackend(args_for(repo, REFRESH), FAKE_PB)
+    score = ScoreBackend(args_for(repo, SCORE), FAKE_PB)
+    cards = sprm.runner.info.profile_cardinalities
+    rng = np.random.default_rng(4)
+    rows = request_rows(rng, 6, cards, lengths=np.array([[MAX_LEN], [1], [3], [7], [MAX_LEN], [2]]))
+    full = sprm.execute([rows])[0].outputs
+    lengths = rows["lengths"].array
+    request = {name: rows[name] for name in ("tokens", "lengths", "profile")}
+    states = refresh.execute([request | {"positions": FakeTensor("positions", lengths - 1)}])[0].outputs
+    assert states["hidden"].shape == (6, 1, 16) and states["lse"].shape == (6, 1)
+    table = NextTokenTable.from_artifact_dir(sprm.runner.artifact.path, sprm.runner.temperature)
+    logp = table.logp(states["hidden"][:, 0], states["lse"][:, 0], rows["new_token"].array[:, 0])
+    np.testing.assert_allclose(logp, full["logp_new"][:, 0], atol=1e-5)
+    inputs = {name: rows[name] for name in ("txn_features", "prob_stats", "profile")} | {
+        "logp_new": FakeTensor("logp_new", logp[:, None]),
+        "hidden": FakeTensor("hidden", states["hidden"][:, 0]),
+        "reason_threshold": FakeTensor("reason_threshold", np.zeros((6, 1), np.float32)),
+    }
+    out = score.execute([inputs])[0].outputs
+    for name in ("p_fraud", "logit", "deviation", "deviation_log", "surprise", "reasons"):
+        np.testing.assert_allclose(out[name], full[name], atol=1e-5, err_msg=name)
+    inputs["reason_threshold"] = FakeTensor("reason_threshold", np.full((6, 1), 2.0, np.float32))
+    assert not score.execute([inputs])[0].outputs["reasons"].any()  # none alerts: no reasons computed
+
+
+def test_refresh_rejects_positions_outside_the_window(repo: Path) -> None:
+    refresh = RefreshBackend(args_for(repo, REFRESH), FAKE_PB)
+    tokens = np.full((1, MAX_LEN), 5, dtype=np.int64)
+    request = {"tokens": FakeTensor("tokens", tokens), "lengths": FakeTensor("lengths", np.array([[3]])),
+               "profile": FakeTensor("profile", np.zeros((1, 5), np.int64)),
+               "positions": FakeTensor("positions", np.array([[3]]))}  # fmt: skip
+    (response,) = refresh.execute([request])
+    assert response.error.code == "INVALID_ARG" and "positions out of" in response.error.message
+
+
+def test_initialize_refuses_another_fraud_head(repo: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    head = copy / SCORE / "1" / "artifact" / "fraud_head.json"
+    head.write_text(head.read_text().replace('"weights_sha256": "', '"weights_sha256": "0'))
+    with pytest.raises(ArtefactMismatch, match="fraud head"):
+        ScoreBackend(args_for(copy, SCORE), FAKE_PB)
 
 
 def test_device_for() -> None:

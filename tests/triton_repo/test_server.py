@@ -85,7 +85,8 @@ def test_missing_export_and_numpy_2_are_refused_before_starting(
     require_tritonserver()
     server = new_server(tmp_path / "empty", tmp_path / "home")
     with pytest.raises(
-        TritonStartError, match=r"no exported panther_sprm, panther_user_encoder: run `panther export"
+        TritonStartError,
+        match=r"no exported panther_score, panther_refresh, panther_user_encoder: run `panther export",
     ):
         server.start()
     for model in MODELS:

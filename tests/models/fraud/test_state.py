@@ -8,8 +8,22 @@ import numpy as np
 import pytest
 
 from models.fraud.running import Running
-from models.fraud.state import StateConfig, UserState, update
-from models.fraud.txn import TxnView, stable_hash
+from models.fraud.state import Prediction, StateConfig, UserState, profile_tag, tag64, update
+from models.fraud.txn import TxnView, stable_hash, txn_view
+
+# A state written by the code before cached predictions (layout PUS1, git 6efa… models/fraud/state.py):
+# three events of one user (t0..t2, amounts 10, 11, 12, merchants m0/m1, device d1, DE, food, online).
+V1_STATE = bytes.fromhex(
+    "505553310300000000000000c0c62d0000000000030000000000000003000000000000000300000000000000030000"
+    "00000000000200000000000000010000000000000001000000000000000100000000000000010000000000000003"
+    "000000000000005ecbd6df54dc034022bc22e6e9978c3f9b9999999999c93f7c14ae47e17a943f294a07240a49fbbf"
+    "f5cd55c5a8c0e33f030000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000000040420f000000000080841e0000000000c0c62d00000000000500000000000000060000000000"
+    "0000070000000000000000000000000024400000000000002640000000000000284" "0b93753b72f0754c0b93753b7"
+    "66bc961166bc961166bc9611e12d7ad3e12d7ad3e12d7ad30000000000000000000000002f0754c0b93753b7000000"
+    "000000f03f7d9ed3bc16e103400000000000000040ce6158f1f3d9034066bc96110300000000000000e12d7ad30300"
+    "000000000000f72938d40300000000000000eabe329e0300000000000000a19e532c37ae545b8dff5dc2"
+)
 
 
 def txn(t: int, amount: float = 10.0, token: int = 5, merchant: str = "m1", device: str | None = "d1",
@@ -87,6 +101,37 @@ def test_serialization_round_trips_exactly() -> None:
         UserState.from_bytes(b"nope")
 
 
+def test_states_of_the_previous_layout_still_load() -> None:
+    """Migration: PUS1 bytes load as the same state, with no cached prediction and an unknown model."""
+    old = UserState.from_bytes(V1_STATE)
+    expected = UserState()
+    for i in range(3):
+        update(expected, txn_view({"txn_id": f"t{i}", "timestamp": 1_000_000 * (i + 1), "amount": 10.0 + i,
+                                   "merchant_id": f"m{i % 2}", "device_id": "d1", "country": "DE",
+                                   "merchant_category": "food", "channel": "online"}, 5 + i),
+               p=0.1 * (i + 1))  # fmt: skip
+    assert old == expected and old.prediction is None and old.model_tag == 0
+    assert UserState.from_bytes(old.to_bytes()) == old and old.to_bytes()[:4] == b"PUS2"
+
+
+def test_the_cached_prediction_round_trips_and_costs_what_it_holds() -> None:
+    state = filled(30)
+    plain = len(state.to_bytes())
+    hidden, sequence = np.arange(64, dtype=np.float32) / 7, np.arange(96, dtype=np.float32)
+    state.model_tag = tag64("panther-1")
+    state.prediction = Prediction(state.n, tag64("panther-1", "head"), profile_tag(np.arange(5)), -3.25,
+                                  hidden, sequence)  # fmt: skip
+    raw = state.to_bytes()
+    assert len(raw) - plain == 6 * 8 + 4 * (64 + 96) == state.prediction.nbytes
+    again = UserState.from_bytes(raw)
+    assert again == state and again.prediction.lse == -3.25 and again.model_tag == tag64("panther-1")
+    assert again.valid_prediction(tag64("panther-1", "head"), profile_tag(np.arange(5))) is not None
+    assert again.valid_prediction(tag64("panther-2", "head"), profile_tag(np.arange(5))) is None  # model
+    assert again.valid_prediction(tag64("panther-1", "head"), profile_tag(np.zeros(5))) is None  # profile
+    update(again, txn(99_000))
+    assert again.valid_prediction(tag64("panther-1", "head"), profile_tag(np.arange(5))) is None  # folded
+
+
 def test_bounded_maps_and_idempotence() -> None:
     config = StateConfig(max_merchants=4, max_devices=2, max_recent_txns=3)
     state = UserState()
@@ -110,7 +155,8 @@ def test_stream_side_modules_do_not_import_torch() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
-    code = ("import sys, models.fraud, models.fraud.replay, models.fraud.live; "
+    code = ("import sys, models.fraud, models.fraud.replay, models.fraud.live, models.fraud.cached_scoring, "
+            "models.fraud.next_token, models.fraud.window_plan; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = os.environ | {"PYTHONPATH": path}

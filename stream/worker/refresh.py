@@ -1,0 +1,155 @@
+"""The encoder refresh behind the worker's batches: off the critical path, bounded, written behind.
+
+After a batch's transaction has committed (its scores are visible), the users it left with a stale
+cached encoder state are queued here; one background task at a time refreshes up to `batch_max` of
+them in one batched encoder call (`ScoringEngine.refresh`), and keeps the refreshed states *ready*: the
+next batch reads a ready user from here instead of the table, and writes every ready state (with its
+fresh cache) to the table in its own transaction, so the cache survives a restart.
+
+Before a batch is scored (`settle`):
+- normally (backlog ≤ `backlog_max`): a batch user still in the queue is taken out of it — the batch
+  encodes that user itself, once — and if one is being refreshed right now, the batch waits for that
+  call to finish (it is already running: waiting costs less than encoding the user again);
+- overloaded (backlog > `backlog_max`): nothing waits; those users are scored from their last refresh
+  and their scores carry `state_lag`. The stream never waits on a backlog and never drops an event.
+
+A state written by a later batch supersedes a refresh of an older one (that refresh is dropped). A
+failed refresh is dropped too: the batch that next sees the user encodes it (exact either way).
+Entries of partitions this worker no longer owns are dropped before use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.fraud.state import UserState, profile_tag
+from stream.engine import CachedProfile, ScoringEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pending:
+    source: Any  # an event of the user: its partition is where the state is written
+    state: UserState | bytes  # the state to refresh (UserState), or refreshed and ready (bytes)
+    profile: CachedProfile | None
+
+
+class StateRefresher:
+    def __init__(
+        self,
+        engine: ScoringEngine,
+        backlog_max: int,
+        batch_max: int,
+        owned: Callable[[Any], bool],
+        on_refreshed: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.backlog_max = backlog_max
+        self.batch_max = batch_max
+        self.owned = owned  # is this source event's partition still ours?
+        self.on_refreshed = on_refreshed  # (rows, seconds) after each refresh call: metrics
+        self.queue: dict[str, Pending] = {}
+        self.running: dict[str, Pending] = {}
+        self.ready: dict[str, Pending] = {}
+        self._superseded: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Users waiting for a refresh (queued or being refreshed)."""
+        return len(self.queue) + len(self.running)
+
+    async def settle(self, users: Iterable[str]) -> frozenset[str]:
+        """Prepare a batch of `users`; → the users it must score from their last refresh (overload)."""
+        users = set(users)
+        if self.backlog > self.backlog_max:
+            return frozenset(u for u in users if u in self.queue or u in self.running)
+        for user in users & self.queue.keys():
+            del self.queue[user]
+        while self._task is not None and users & self.running.keys():
+            await asyncio.shield(self._task)
+        return frozenset()
+
+    def take_ready(self, users: Iterable[str]) -> dict[str, bytes]:
+        """The refreshed states of `users` (newer than the table's): the batch reads and rewrites them."""
+        out: dict[str, bytes] = {}
+        for user in users:
+            entry = self.ready.pop(user, None)
+            if entry is not None and self.owned(entry.source):
+                out[user] = entry.state  # type: ignore[assignment]
+        return out
+
+    def drain_ready(self) -> list[tuple[str, Any, bytes]]:
+        """(user, source, state bytes) of every ready state still ours: written with the next batch."""
+        out = [(user, e.source, e.state) for user, e in self.ready.items() if self.owned(e.source)]
+        self.ready.clear()
+        return out  # type: ignore[return-value]
+
+    def written(self, users: Iterable[str]) -> None:
+        """A batch wrote these users' states: older queued, running or ready entries are obsolete."""
+        for user in users:
+            self.queue.pop(user, None)
+            self.ready.pop(user, None)
+            if user in self.running:
+                self._superseded.add(user)
+
+    def submit(self, entries: dict[str, Pending]) -> None:
+        """Queue users whose written state has a stale cache (call after `written`)."""
+        self.queue.update(entries)
+        self._kick()
+
+    def _kick(self) -> None:
+        if (self._task is not None and not self._task.done()) or not self.queue:
+            return
+        users = list(self.queue)[: self.batch_max]
+        self.running = {user: self.queue.pop(user) for user in users}
+        self._superseded.clear()
+        self._task = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        running = {u: e for u, e in self.running.items() if self.owned(e.source)}
+        try:
+            started = time.perf_counter()
+            states = {u: e.state for u, e in running.items()}
+            rows = await self.engine.refresh(states, {u: e.profile for u, e in running.items()})  # type: ignore[arg-type]
+            if self.on_refreshed is not None:
+                self.on_refreshed(rows, time.perf_counter() - started)
+            for user, entry in running.items():
+                if user not in self._superseded:
+                    self.ready[user] = Pending(entry.source, entry.state.to_bytes(), entry.profile)  # type: ignore[union-attr]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next batch that sees these users encodes them: nothing is lost
+            log.warning("state refresh of %d users failed (%s: %s); they are encoded when next seen",
+                        len(running), type(exc).__name__, exc)  # fmt: skip
+        finally:
+            self.running = {}
+            self._kick()
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def stale_states(engine: ScoringEngine, states: dict[str, Any], profiles: dict[str, CachedProfile | None],
+                 sources: dict[str, Any]) -> dict[str, Pending]:  # fmt: skip
+    """The batch's written users whose cache is not valid for their next event."""
+    tags = engine.live.tags
+    out: dict[str, Pending] = {}
+    for user, state in states.items():
+        if not isinstance(state, UserState):
+            continue
+        cached = profiles.get(user)
+        ids = cached.profile_ids if cached is not None else engine.live.unknown_profile()
+        if state.valid_prediction(tags.prediction, profile_tag(np.asarray(ids))) is None:
+            out[user] = Pending(sources[user], state, cached)
+    return out

@@ -1,0 +1,137 @@
+"""`ScoringEngine` on the cached path equals its full-window reference; the refresh queue's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream.events import Transaction
+from stream.files import read_events
+from stream.worker.refresh import Pending, StateRefresher
+from tests.stream.model_fixtures import engine_scores, read_profiles, tiny_model
+
+__all__ = ["tiny_model"]
+
+
+def transactions(data: Path, n: int) -> list[Transaction]:
+    txns = [t for chunk in read_events(data / "transactions.parquet", Transaction) for t in chunk]
+    return sorted(txns, key=lambda t: t.timestamp)[:n]
+
+
+@pytest.mark.parametrize("batch", [1, 50])
+def test_the_engine_scores_the_cached_path_as_the_reference(tiny_model: tuple[Path, Path],
+                                                            batch: int) -> None:  # fmt: skip
+    model, data = tiny_model
+    txns = transactions(data, 600)
+    profiles = read_profiles(data / "profiles.parquet")
+    cached = engine_scores(model, txns, profiles, batch=batch)
+    reference = engine_scores(model, txns, profiles, batch=batch, reference=True)
+    assert cached.keys() == reference.keys() and len(cached) == 600
+    diff = max(abs(cached[t] - reference[t]) for t in cached)
+    assert diff <= 1e-5, diff
+
+
+def test_the_stream_scores_without_torch() -> None:
+    """The engine and the worker's agents are numpy-only: torch loads only with an in-process scorer."""
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys, stream.engine, stream.worker.scoring_agent, stream.backtest.runner; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")  # fmt: skip
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"PYTHONPATH": path}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)
+
+
+class FakeEngine:
+    """Counts refresh calls; each takes `delay` seconds; `fail` makes the next one raise."""
+
+    def __init__(self, delay: float = 0.05) -> None:
+        self.delay, self.calls, self.fail = delay, [], False
+
+    async def refresh(self, states: dict[str, Any], profiles: dict[str, Any]) -> int:
+        self.calls.append(sorted(states))
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("scorer gone")
+        return len(states)
+
+
+class FakeState:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def to_bytes(self) -> bytes:
+        return self.name.encode()
+
+
+def entries(*users: str, tp: str = "p0") -> dict[str, Pending]:
+    return {u: Pending(SimpleNamespace(tp=tp), FakeState(f"{u}-state"), None) for u in users}
+
+
+async def test_refreshes_run_behind_one_call_at_a_time_and_become_ready() -> None:
+    engine = FakeEngine()
+    refresher = StateRefresher(engine, backlog_max=100, batch_max=2, owned=lambda s: s.tp == "p0")  # type: ignore[arg-type]
+    refresher.submit(entries("a", "b", "c"))  # a, b: refreshing now; c: queued behind them
+    assert refresher.backlog == 3
+    assert await refresher.settle({"c"}) == frozenset()  # queued: the batch takes c and encodes it itself
+    await refresher.settle({"a"})  # a is being refreshed: the batch waits for that call
+    assert engine.calls == [["a", "b"]] and set(refresher.ready) == {"a", "b"} and refresher.backlog == 0
+    assert refresher.take_ready({"a"}) == {"a": b"a-state"} and "a" not in refresher.ready
+    assert [user for user, *_ in refresher.drain_ready()] == ["b"] and not refresher.ready
+    await refresher.close()
+
+
+async def test_an_overloaded_refresh_is_not_waited_for() -> None:
+    engine = FakeEngine(delay=0.5)
+    refresher = StateRefresher(engine, backlog_max=1, batch_max=1, owned=lambda s: True)  # type: ignore[arg-type]
+    refresher.submit(entries("a", "b", "c"))
+    started = asyncio.get_running_loop().time()
+    stale = await refresher.settle({"a", "b", "x"})
+    assert stale == {"a", "b"} and asyncio.get_running_loop().time() - started < 0.1
+    await refresher.close()
+
+
+async def test_a_newer_write_supersedes_a_running_refresh_and_failures_are_dropped() -> None:
+    engine = FakeEngine()
+    refresher = StateRefresher(engine, backlog_max=100, batch_max=10, owned=lambda s: s.tp == "p0")  # type: ignore[arg-type]
+    refresher.submit(entries("a", "b"))
+    await asyncio.sleep(0)
+    refresher.written({"a"})  # a later batch wrote a: its running refresh must not land
+    await asyncio.sleep(0.1)
+    assert set(refresher.ready) == {"b"}
+    engine.fail = True
+    refresher.submit(entries("c") | entries("d", tp="p1"))
+    await asyncio.sleep(0.1)
+    assert set(refresher.ready) == {"b"} and refresher.backlog == 0  # c failed (dropped), d not ours
+    assert [user for user, *_ in refresher.drain_ready()] == ["b"]
+    await refresher.close()
+
+
+def test_scores_carry_the_readable_deviation(tiny_model: tuple[Path, Path]) -> None:
+    from stream.engine import ScoringEngine
+    from stream.live_model import LiveModel
+    from stream.scoring import InProcessScorer
+
+    model, data = tiny_model
+    txns = transactions(data, 300)
+    live = LiveModel.from_artifact_dir(model)
+    engine = ScoringEngine(live, InProcessScorer.from_artifact(model, threads=1), 0.0)
+
+    async def run() -> list[Any]:
+        states: dict[str, Any] = {}
+        out = await engine.score(txns[:150], states, {})
+        await engine.refresh(states, {})
+        return out + await engine.score(txns[150:], states, {})
+
+    outcomes = asyncio.run(run())
+    logs = np.asarray([o.score.deviation_log for o in outcomes])
+    assert np.abs(logs).max() > 0.5  # Δ on log P moves; Δ on P (σ floor 0.01) mostly does not
+    assert all(o.alert is not None and o.alert.deviation_log == o.score.deviation_log for o in outcomes)
+    assert all(o.score.state_lag == 0 for o in outcomes)
