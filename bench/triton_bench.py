@@ -197,6 +197,7 @@ async def bench_length(args: argparse.Namespace, length: int, work: Path, overhe
         instances=args.instances,
         precision=args.precision,
         torch_threads=args.torch_threads,
+        reference=True,  # this bench measures the full-window model, panther_sprm
     )
     _write_identity(repo)
     http, grpc, metrics = _free_ports(3)
@@ -213,7 +214,7 @@ async def bench_length(args: argparse.Namespace, length: int, work: Path, overhe
     server.start(wait_s=300)
     log(f"L={length}: tritonserver ready in {time.perf_counter() - t:.1f}s at {server.grpc_url}")
     local = InProcessScorer.from_artifact(model_dir, device="cuda" if args.device == "gpu" else "cpu")
-    remote = await TritonScorer.connect(server.grpc_url, timeout_s=args.timeout_s)
+    remote = await TritonScorer.connect(server.grpc_url, timeout_s=args.timeout_s, reference=True)
     info = local.info
     rng = np.random.default_rng(0)
     rows: list[dict[str, Any]] = []

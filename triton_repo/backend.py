@@ -160,7 +160,23 @@ class _Backend:
         return {name: np.concatenate([p[name] for p in parts]) for name in names}
 
     def _concatenate_mixed(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        raise InvalidRequest("requests in one batch differ in their optional inputs")
+        """Some requests carry an optional input, others do not: fill in what the model would use
+        without it (`defaults`), so the batch stays one forward."""
+        for part in parts:
+            for name, default in self.defaults(part).items():
+                part.setdefault(name, default)
+        if any(set(p) != set(parts[0]) for p in parts):
+            raise InvalidRequest("requests in one batch differ in their optional inputs")
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def defaults(self, part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the model computes itself for an optional input the request left out (lazily)."""
+        return {}
+
+    def _user_embedding(self, part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if "user_embedding" in part:
+            return {}
+        return {"user_embedding": self.runner.embed_users(part["profile"])}
 
     def _error(self, exc: Exception) -> Any:
         """A per-request error; INVALID_ARG for the request's own fault, so clients do not retry it."""
@@ -184,13 +200,8 @@ class SprmBackend(_Backend):
     def validate(self, arrays: dict[str, np.ndarray]) -> None:
         self.runner.validate(arrays)
 
-    def _concatenate_mixed(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        # Some requests carry a cached e_u, others do not: compute the missing ones (what the scorer
-        # would do itself) so the batch stays one forward.
-        for part in parts:
-            if "user_embedding" not in part:
-                part["user_embedding"] = self.runner.embed_users(part["profile"])
-        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    def defaults(self, part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._user_embedding(part)
 
     def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.runner.score(arrays)
@@ -220,14 +231,11 @@ class ScoreBackend(_Backend):
     def validate(self, arrays: dict[str, np.ndarray]) -> None:
         self.runner.validate_state_score(arrays)
 
-    def _concatenate_mixed(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        # optional inputs given by some requests only: fill what the model would use without them
-        for part in parts:
-            if "user_embedding" not in part:
-                part["user_embedding"] = self.runner.embed_users(part["profile"])
-            if "reason_threshold" not in part:
-                part["reason_threshold"] = np.full((len(part["profile"]), 1), np.inf, dtype=np.float32)
-        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    def defaults(self, part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._user_embedding(part)
+        if "reason_threshold" not in part:  # no reasons asked for
+            out["reason_threshold"] = np.full((len(part["profile"]), 1), np.inf, dtype=np.float32)
+        return out
 
     def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.runner.score_state(arrays)

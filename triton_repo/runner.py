@@ -120,18 +120,13 @@ class ArtefactRunner:
         fail the whole batched forward (an embedding index error) for every request in it.
         """
         info = self.info
-        tokens = np.asarray(arrays["tokens"])
-        if tokens.ndim != 2 or tokens.shape[1] > info.max_len:
-            raise InvalidRequest(f"tokens must be (B, ≤{info.max_len}), got {tokens.shape}")
+        tokens, _ = self._windows(arrays, min_length=0)
         b = tokens.shape[0]
-        lengths = _rows(arrays["lengths"], np.int64)
         new_token = _rows(arrays["new_token"], np.int64)
         profile = np.asarray(arrays["profile"])
-        _check(lengths.shape == (b,) and new_token.shape == (b,), f"lengths/new_token must be ({b},)")
+        _check(new_token.shape == (b,), f"new_token must be ({b},)")
         _check(profile.shape == (b, info.n_profile), f"profile must be ({b}, {info.n_profile})")
-        _check(bool(((tokens >= 0) & (tokens < info.vocab_size)).all()), "tokens out of [0, vocab)")
         _check(bool(((new_token >= 0) & (new_token < info.vocab_size)).all()), "new_token out of [0, vocab)")
-        _check(bool(((lengths >= 0) & (lengths <= tokens.shape[1])).all()), "lengths out of [0, L]")
         self.validate_profile(profile)
         if self.scorer is not None:
             features = np.asarray(arrays["txn_features"])
@@ -148,20 +143,25 @@ class ArtefactRunner:
 
     def validate_refresh(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Rows of `models.fraud.window_plan`: tokens (R, ≤L), lengths (R,), profile, positions (R, K)."""
-        info = self.info
-        tokens = np.asarray(arrays["tokens"])
-        if tokens.ndim != 2 or tokens.shape[1] > info.max_len:
-            raise InvalidRequest(f"tokens must be (R, ≤{info.max_len}), got {tokens.shape}")
+        tokens, lengths = self._windows(arrays, min_length=1)
         r = tokens.shape[0]
-        lengths = _rows(arrays["lengths"], np.int64)
         positions = np.asarray(arrays["positions"])
-        _check(lengths.shape == (r,), f"lengths must be ({r},)")
         _check(positions.ndim == 2 and positions.shape[0] == r, f"positions must be ({r}, K)")
-        _check(bool(((tokens >= 0) & (tokens < info.vocab_size)).all()), "tokens out of [0, vocab)")
-        _check(bool(((lengths >= 1) & (lengths <= tokens.shape[1])).all()), "lengths out of [1, L]")
         inside = (positions >= -1) & (positions < lengths[:, None])
         _check(bool(inside.all()), "positions out of [-1, length)")
         self.validate_profile(np.asarray(arrays["profile"]))
+
+    def _windows(self, arrays: Mapping[str, np.ndarray], min_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """tokens (B, ≤L) with ids in the vocabulary and lengths (B,) in [min_length, width]."""
+        tokens = np.asarray(arrays["tokens"])
+        if tokens.ndim != 2 or tokens.shape[1] > self.info.max_len:
+            raise InvalidRequest(f"tokens must be (B, ≤{self.info.max_len}), got {tokens.shape}")
+        lengths = _rows(arrays["lengths"], np.int64)
+        _check(lengths.shape == (tokens.shape[0],), f"lengths must be ({tokens.shape[0]},)")
+        _check(bool(((tokens >= 0) & (tokens < self.info.vocab_size)).all()), "tokens out of [0, vocab)")
+        inside = (lengths >= min_length) & (lengths <= tokens.shape[1])
+        _check(bool(inside.all()), f"lengths out of [{min_length}, L]")
+        return tokens, lengths
 
     def validate_state_score(self, arrays: Mapping[str, np.ndarray]) -> None:
         """The head's inputs from cached state (see `models.fraud.scorer`)."""

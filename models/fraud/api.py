@@ -98,11 +98,27 @@ def fit_fraud(
         "train_fraud": int(data.labels[train].sum()), "val_fraud": int(data.labels[val].sum()),
         "best_epoch": result.best_epoch, "val_pr_auc": result.best_val_pr_auc, "history": result.history,
         "fit_config": fit.to_dict(), "disabled_fields": schema.disabled,
+        "cached_state": cached_state(result.head.config, result.encoder is not None),
     }
     encoder_state = result.encoder.state_dict() if result.encoder is not None else None
     save_head(model_dir, result.head, schema, deviation, loaded.temperature, summary, encoder_state)
     return {"command": "fit-fraud", "model": str(model_dir), **summary,
             "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def cached_state(config: Any, fine_tuned: bool) -> dict[str, Any]:
+    """What the live path keeps per user for this head (every variant is cacheable: docs/FRAUD.md).
+
+    >>> from models.fraud.head import head_config
+    >>> cached_state(head_config("hybrid_textcnn", 40, d_model=64, vocab_size=500), False)["sequence_input"]
+    'TextCNN encoding of the window (96 floats)'
+    """
+    kind = config.sequence
+    own = {"textcnn": config.sequence_dim(), "panther": config.d_model if fine_tuned else 0}.get(kind, 0)
+    what = {"textcnn": f"TextCNN encoding of the window ({own} floats)",
+            "panther": "the fine-tuned encoder's h_u" if fine_tuned else "the frozen encoder's h_u (shared)",
+            "none": "none"}[kind]  # fmt: skip
+    return {"cacheable": True, "sequence_input": what, "floats_per_user": config.d_model + own}
 
 
 def has_fraud_head(model_dir: str | Path) -> bool:

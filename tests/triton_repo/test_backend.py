@@ -210,6 +210,14 @@ def test_refresh_then_score_equals_the_full_window_model(repo: Path) -> None:
         np.testing.assert_allclose(out[name], full[name], atol=1e-5, err_msg=name)
     inputs["reason_threshold"] = FakeTensor("reason_threshold", np.full((6, 1), 2.0, np.float32))
     assert not score.execute([inputs])[0].outputs["reasons"].any()  # none alerts: no reasons computed
+    bare = {k: v for k, v in inputs.items() if k != "reason_threshold"}  # batched with others that ask
+    e_u = score.runner.embed_users(rows["profile"].array)
+    cached = inputs | {"user_embedding": FakeTensor("user_embedding", e_u),
+                       "reason_threshold": FakeTensor("reason_threshold", np.zeros((6, 1), np.float32))}
+    first, second = score.execute([bare, cached])
+    np.testing.assert_allclose(first.outputs["p_fraud"], full["p_fraud"], atol=1e-5)
+    assert not first.outputs["reasons"].any()
+    np.testing.assert_allclose(second.outputs["reasons"], full["reasons"], atol=1e-5)
 
 
 def test_refresh_rejects_positions_outside_the_window(repo: Path) -> None:

@@ -219,3 +219,16 @@ def test_states_with_their_cache_round_trip(tiny, variant: FraudScorer) -> None:
         assert state.prediction is not None
         again = UserState.from_bytes(state.to_bytes())
         assert again == state and UserState.from_dict(state.to_dict()) == state
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import models.fraud.api
+    import models.fraud.next_token
+    import models.fraud.state
+    import models.fraud.window_plan
+
+    for module in (models.fraud.window_plan, models.fraud.next_token, models.fraud.api, models.fraud.state):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
