@@ -169,7 +169,8 @@ def default_model(home: Path) -> tuple[Path, Path]:
         script = REPO / "deploy" / "local" / "demo_model.py"
         if not script.is_file():
             raise PantherError("no model: pass --model and --data, or run from a PANTHER checkout")
-        subprocess.run([sys.executable, str(script), str(root)], check=True)
+        # its summary line goes to stderr: `--json` prints exactly one object on stdout
+        subprocess.run([sys.executable, str(script), str(root)], check=True, stdout=sys.stderr)
     return root / "model", root / "data"
 
 

@@ -25,8 +25,8 @@ if panther triton status >/dev/null 2>&1; then
 fi
 
 python "$root/deploy/local/demo_model.py" "$DEMO_DIR"
-if [ ! -f "$PANTHER_TRITON_REPO/panther_sprm/config.pbtxt" ] \
-   || [ "$PANTHER_MODEL_DIR/fraud_head.json" -nt "$PANTHER_TRITON_REPO/panther_sprm/config.pbtxt" ]; then
+if [ ! -f "$PANTHER_TRITON_REPO/panther_score/config.pbtxt" ] \
+   || [ "$PANTHER_MODEL_DIR/fraud_head.json" -nt "$PANTHER_TRITON_REPO/panther_score/config.pbtxt" ]; then
   echo "== demo: exporting $PANTHER_MODEL_DIR to the Triton repository $PANTHER_TRITON_REPO" >&2
   panther export --model "$PANTHER_MODEL_DIR" --repo "$PANTHER_TRITON_REPO" --json >"$DEMO_DIR/export.json"
 fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 MODEL_DIR=${PANTHER_MODEL_DIR:-/model}
 REPO=${PANTHER_TRITON_REPO:-/models}
-if [ ! -f "$REPO/panther_sprm/config.pbtxt" ]; then
+if [ ! -f "$REPO/panther_score/config.pbtxt" ]; then
   if [ ! -f "$MODEL_DIR/config.json" ]; then
     echo "no model repository at $REPO and no model artefact at $MODEL_DIR (mount one of them)" >&2
     exit 2
@@ -18,6 +18,7 @@ PY
 fi
 exec tritonserver \
   --model-repository="$REPO" \
-  --model-control-mode=explicit --load-model=panther_sprm --load-model=panther_user_encoder \
+  --model-control-mode=explicit --load-model=panther_score --load-model=panther_refresh \
+  --load-model=panther_user_encoder \
   --disable-auto-complete-config --strict-readiness=true --exit-timeout-secs=30 \
   "$@"
