@@ -159,7 +159,11 @@ class ScoringEngine:
         self, states: Mapping[str, UserState], profiles: Mapping[str, CachedProfile | None]
     ) -> int:
         """Make each given user's cached encoder state valid for their next event (in place): one
-        batched encoder call for the stale ones. → rows encoded. Degrades like `score`."""
+        batched encoder call for the stale ones. → rows encoded. Degrades like `score`.
+
+        States still given as bytes (no event of the user was scored, e.g. only redeliveries) are left
+        as they are."""
+        states = {user: state for user, state in states.items() if isinstance(state, UserState)}
         if self.reference or not states:
             return 0
         ids = {user: self._profile_ids(profiles.get(user)) for user in states}

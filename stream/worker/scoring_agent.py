@@ -43,6 +43,12 @@ class ScoringAgent(BatchAgent):
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
                                         self.settings.refresh_batch_max, owned, refreshed)  # fmt: skip
 
+    async def run(self, stream: Any) -> None:
+        try:
+            await super().run(stream)
+        finally:
+            await self.refresher.close()  # a refresh in flight is dropped: recomputed when next needed
+
     async def process(self, events: list[Any]) -> None:
         """Decode and score (nothing written yet), then write state and outputs as one transaction."""
         batch_started = time.perf_counter()

@@ -135,3 +135,23 @@ def test_scores_carry_the_readable_deviation(tiny_model: tuple[Path, Path]) -> N
     assert np.abs(logs).max() > 0.5  # Δ on log P moves; Δ on P (σ floor 0.01) mostly does not
     assert all(o.alert is not None and o.alert.deviation_log == o.score.deviation_log for o in outcomes)
     assert all(o.score.state_lag == 0 for o in outcomes)
+
+
+def test_refresh_leaves_states_still_in_bytes_alone(tiny_model: tuple[Path, Path]) -> None:
+    from stream.engine import ScoringEngine
+    from stream.live_model import LiveModel
+    from stream.scoring import InProcessScorer
+
+    model, data = tiny_model
+    scorer = InProcessScorer.from_artifact(model, threads=1)
+    engine = ScoringEngine(LiveModel.from_artifact_dir(model), scorer, 0.5)
+    txns = transactions(data, 20)
+
+    async def run() -> tuple[int, int]:
+        states: dict[str, Any] = {}
+        await engine.score(txns, states, {})
+        as_bytes = {user: state.to_bytes() for user, state in states.items()}  # as a table holds them
+        return await engine.refresh(as_bytes, {}), await engine.refresh(states, {})
+
+    untouched, refreshed = asyncio.run(run())
+    assert untouched == 0 and refreshed == 0  # the batch's own catch-up already made every cache valid
