@@ -114,7 +114,7 @@ class Prediction:
 
     @property
     def nbytes(self) -> int:
-        """Its size inside a serialized state."""
+        """What it adds to a serialized state (the header past the model tag, and its floats)."""
         return _PREDICTION_HEADER * 8 + 4 * (self.hidden.size + self.sequence.size)
 
 
