@@ -79,12 +79,7 @@ class ScoreRequest:
             "prob_stats": np.float64,
             "user_embedding": np.float32,
         }
-        values = {
-            name: np.ascontiguousarray(arrays[name], dtype=dtype)
-            for name, dtype in dtypes.items()
-            if arrays.get(name) is not None
-        }
-        return cls(**values)
+        return cls(**_cast(dtypes, arrays))
 
     @property
     def size(self) -> int:
@@ -92,7 +87,7 @@ class ScoreRequest:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Named arrays (None fields left out)."""
-        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        return _present(self)
 
 
 @dataclass(frozen=True)
@@ -148,7 +143,7 @@ class RefreshResult:
     sequence: np.ndarray | None = None  # (R, K, S) float32 — the head's own sequence input, when S > 0
 
     def to_dict(self) -> dict[str, np.ndarray]:
-        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        return _present(self)
 
 
 @dataclass(frozen=True)
@@ -167,15 +162,14 @@ class StateScoreRequest:
     @classmethod
     def from_arrays(cls, **arrays: Any) -> StateScoreRequest:
         dtypes = {f.name: np.float32 for f in fields(cls)} | {"prob_stats": np.float64, "profile": np.int64}
-        return cls(**{name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in dtypes.items()
-                      if arrays.get(name) is not None})  # fmt: skip
+        return cls(**_cast(dtypes, arrays))
 
     @property
     def size(self) -> int:
         return int(self.txn_features.shape[0])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        return _present(self)
 
 
 @dataclass(frozen=True)
@@ -506,6 +500,17 @@ def blocking_score_fn(
         return asyncio.run_coroutine_threadsafe(scorer.score(request), loop).result().to_dict()
 
     return score_fn
+
+
+def _cast(dtypes: Mapping[str, type[np.generic]], arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The given (non-None) arrays as contiguous arrays of their field's dtype; unknown keys ignored."""
+    return {name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in dtypes.items()
+            if arrays.get(name) is not None}  # fmt: skip
+
+
+def _present(record: Any) -> dict[str, np.ndarray]:
+    """A request/result dataclass's fields that are set, by name."""
+    return {f.name: v for f in fields(record) if (v := getattr(record, f.name)) is not None}
 
 
 def _check_rows(outputs: Mapping[str, np.ndarray], rows: int, model: str) -> None:

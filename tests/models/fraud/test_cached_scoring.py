@@ -77,10 +77,9 @@ def run_cached(scorer: FraudScorer, batches: list[list[LiveEvent]], states: dict
 def assert_same(cached: list[LiveResult], reference: list[LiveResult]) -> None:
     assert [r.duplicate for r in cached] == [r.duplicate for r in reference]
     kept = [i for i, r in enumerate(reference) if not r.duplicate]
-    for name, field in zip(FIELDS, ("p_fraud", "logp_new", "deviation", "deviation_log", "surprise"),
-                           strict=True):  # fmt: skip
-        got = np.asarray([getattr(cached[i], field) for i in kept])
-        want = np.asarray([getattr(reference[i], field) for i in kept])
+    for name in FIELDS:
+        got = np.asarray([getattr(cached[i], name) for i in kept])
+        want = np.asarray([getattr(reference[i], name) for i in kept])
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=name)
     assert all(cached[i].state_lag == 0 for i in kept)
 
