@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.errors import PantherError
@@ -28,7 +28,7 @@ class KafkaSecurityConfigError(PantherError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PANTHER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PANTHER_", extra="ignore", populate_by_name=True)
 
     # Where local services keep jars, data and logs (outside any git clone).
     home: Path = Field(default=Path.home() / ".cache" / "panther")
@@ -66,13 +66,22 @@ class Settings(BaseSettings):
 
     # Faust worker (`panther worker`).
     app_id: str = "panther"
-    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    # What a score's delivery promises (docs/STREAMING.md, "Delivery modes"): exactly_once = one Kafka
+    # transaction per micro-batch (read_committed readers see each score once); at_least_once = scores
+    # sent as soon as computed, offsets committed after (a crash may repeat one, never lose one).
+    # PANTHER_PROCESSING_GUARANTEE, its earlier name, is still read.
+    delivery: Literal["exactly_once", "at_least_once"] = Field(
+        default="exactly_once",
+        validation_alias=AliasChoices("delivery", "PANTHER_DELIVERY", "PANTHER_PROCESSING_GUARANTEE"),
+    )
     worker_data_dir: Path | None = None  # RocksDB tables; default: home / "worker-<web_port>"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     standby_replicas: int = Field(default=1, ge=0)
     batch_max: int = Field(default=256, ge=1)
-    batch_within_s: float = Field(default=0.02, gt=0)
+    # Natural batching (stream/worker/batches.py): a batch is whatever arrived while the previous one
+    # was processed (≤ batch_max); only an idle worker waits, at most batch_within_s after a first event.
+    batch_within_s: float = Field(default=0.005, ge=0)
     window_length: int = Field(default=100, ge=1)
     alert_threshold: float = Field(default=0.5, ge=0, le=1)
     embedding_ttl_s: float = Field(default=24 * 3600, gt=0)
@@ -108,6 +117,10 @@ class Settings(BaseSettings):
     # pod name): a worker restarted after a crash takes its partitions back at once instead of waiting
     # for the broker's session timeout. Unset: dynamic membership (a clean stop leaves the group).
     worker_group_instance_id: str | None = None
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.delivery == "exactly_once"
 
     def check_kafka_security(self) -> None:
         """Half a security configuration fails here, by setting name, not later as a handshake error.

@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=_credentials(settings),
         store="rocksdb://",
         datadir=str(worker_data_dir(settings)),
-        processing_guarantee=settings.processing_guarantee,
+        processing_guarantee=settings.delivery,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,

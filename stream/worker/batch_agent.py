@@ -9,6 +9,7 @@ import faust
 
 from stream.engine import ScoringEngine
 from stream.settings import Settings
+from stream.worker.batches import natural_batches
 from stream.worker.channels import Channels
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sequence import PartitionSequencer, faust_gap
@@ -17,7 +18,7 @@ from stream.worker.transactions import BatchCommitter
 
 
 class BatchAgent:
-    """Runs `process` on every `take_events(batch_max, within)` batch of the events this worker owns.
+    """Runs `process` on every natural batch (`batches.py`, ≤ batch_max) of the events this worker owns.
 
     A batch that raises poisons the committer (nothing more is committed), and the agent stops: the
     batch is read again after the restart, so a failure never half-writes its outputs. Each
@@ -48,7 +49,7 @@ class BatchAgent:
 
     async def run(self, stream: faust.StreamT) -> None:
         self.committer.install()
-        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_s):
+        async for events in natural_batches(stream, self.settings.batch_max, self.settings.batch_within_s):
             try:
                 ours = self.committer.assigned(events)
                 admitted = await self.sequencer.admit(ours, self.app.consumer_generation_id)

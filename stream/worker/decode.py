@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic
 
 from stream.events import ContractError, DeadLetter, E, dead_letter, decode
+from stream.worker.transactions import Output
 
 
 @dataclass
@@ -14,14 +15,10 @@ class Decoded(Generic[E]):
     dead: list[tuple[Any, DeadLetter]] = field(default_factory=list)  # (faust event, letter)
 
 
-async def send_dead_letters(committer: Any, dlq: Any, letters: list[tuple[Any, DeadLetter]]) -> None:
-    """Each dead letter on the DLQ, on its source partition (same Kafka transaction as the input).
-
-    `committer` is the worker's `BatchCommitter`; `letters` pairs each letter with its source event.
-    """
-    for event, letter in letters:
-        key = letter.key.encode() if letter.key else None
-        await committer.send(dlq, event, key, letter.to_json_bytes())
+def dead_letter_outputs(dlq_topic: str, letters: list[tuple[Any, DeadLetter]]) -> list[Output]:
+    """Each dead letter on the DLQ, on its source partition (in the input's transaction, exactly once)."""
+    return [Output(event, dlq_topic, letter.key.encode() if letter.key else None, letter.to_json_bytes())
+            for event, letter in letters]  # fmt: skip
 
 
 def decode_events(events: list[Any], model: type[E], topic: str, max_bytes: int) -> Decoded[E]:

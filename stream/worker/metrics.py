@@ -32,7 +32,13 @@ class WorkerMetrics:
             registry=registry, buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )  # fmt: skip
         self.commit_seconds = Histogram(
-            "panther_commit_seconds", "writes, sends, flush and transactional commit per micro-batch",
+            "panther_commit_seconds", "the agent's wait to hand a micro-batch to the committer",
+            registry=registry, buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )  # fmt: skip
+        self.commit_phase_seconds = Histogram(
+            "panther_commit_phase_seconds",
+            "deliver (at_least_once: outputs acknowledged), write (tables, sends, acks), commit "
+            "(exactly_once: flush + transactional commit, behind the next batch)", ["phase"],
             registry=registry, buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )  # fmt: skip
         self.lag_seconds = Histogram(

@@ -10,7 +10,7 @@ from stream.engine import CachedProfile, now_ms
 from stream.events import UserProfile
 from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
-from stream.worker.decode import decode_events, send_dead_letters
+from stream.worker.decode import dead_letter_outputs, decode_events
 from stream.worker.tables import writing_for
 
 
@@ -32,12 +32,12 @@ class ProfileAgent(BatchAgent):
         stamp = now_ms()
 
         async def write() -> None:
-            await send_dead_letters(self.committer, self.channels.dlq, decoded.dead)
             for (user_id, (event, _)), row, embedding in zip(latest.items(), ids, embeddings, strict=True):
                 cached = CachedProfile(row, embedding, self.engine.live.model_version, stamp)
                 with writing_for(event):
                     self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
 
-        await self.committer.commit_batch(events, write)
+        dead = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
+        await self.committer.commit_batch(events, write, dead)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
         self.metrics.events.labels("profile").inc(len(latest))

@@ -139,7 +139,11 @@ def build_worker(settings: Settings) -> Worker:
     channels = declare_channels(app, settings)
     tables = declare_tables(app, settings.partitions)
     metrics = WorkerMetrics()
-    committer = BatchCommitter(app, exactly_once=settings.processing_guarantee == "exactly_once")
+
+    def observe(phase: str, seconds: float) -> None:
+        metrics.commit_phase_seconds.labels(phase).observe(seconds)
+
+    committer = BatchCommitter(app, exactly_once=settings.exactly_once, observe=observe)
     ScoringAgent(app, settings, channels, tables, engine, metrics, committer)
     ProfileAgent(app, settings, channels, tables, engine, metrics, committer)
 

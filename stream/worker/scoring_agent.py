@@ -1,10 +1,12 @@
 """The scoring agent: micro-batches of `transactions` → DLQ / scores / alerts, state in `user_windows`.
 
-Each micro-batch (`take_events(batch_max, within)`) is decoded at once and scored from each user's
-cached encoder state (`models.fraud.cached_scoring`: one head call, the encoder only for windows
-without a valid cache) before anything is written; then its state, scores, alerts and dead letters are
-written and committed with its input offsets as one Kafka transaction (`transactions.py`). Only then,
-with the scores visible, are the users it left stale refreshed, behind the stream (`refresh.py`).
+The per-event path, in order: a natural micro-batch (`batches.py`: whatever arrived meanwhile) →
+decode (`decode.py`: valid records, dead letters with reasons) → state (`user_windows`, RocksDB) →
+score from each user's cached encoder state (`stream.engine` → `models.fraud.cached_scoring`: one head
+call, the encoder only for windows without a valid cache) → outputs (scores, alerts, dead letters) →
+commit (`transactions.py`: one Kafka transaction per batch under exactly_once; outputs acknowledged
+before the state under at_least_once). The users a batch left stale are then refreshed behind the
+stream (`refresh.py`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from stream.engine import CachedProfile, ScoringEngine, now_ms
 from stream.events import Transaction
 from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
-from stream.worker.decode import decode_events, send_dead_letters
+from stream.worker.decode import dead_letter_outputs, decode_events
 from stream.worker.refresh import StateRefresher, stale_states
 from stream.worker.tables import writing_for
+from stream.worker.transactions import Output
 
 MAX_BACKOFF_S = 10.0
 
@@ -66,9 +69,10 @@ class ScoringAgent(BatchAgent):
         self.metrics.score_seconds.observe(time.perf_counter() - started)
         self.metrics.encoder_rows.inc(self.engine.encoder_rows - rows_before)
         behind = self.refresher.drain_ready()  # refreshed caches of other users: persisted with this batch
+        outputs = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
+        outputs += self._outputs(decoded.valid, outcomes)
 
         async def write() -> None:
-            await send_dead_letters(self.committer, self.channels.dlq, decoded.dead)
             for user_id, cached in refreshed.items():
                 with writing_for(source[user_id]):  # the user's partition (store and changelog)
                     self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
@@ -80,11 +84,9 @@ class ScoringAgent(BatchAgent):
                 if user_id not in source:
                     with writing_for(event):
                         self.tables.user_windows[user_id.encode()] = raw
-            for (event, _), outcome in zip(decoded.valid, outcomes, strict=True):
-                await self._publish(event, outcome)
 
         started = time.perf_counter()
-        await self.committer.commit_batch(events, write)
+        await self.committer.commit_batch(events, write, outputs)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
         self.refresher.written(written)
@@ -94,22 +96,27 @@ class ScoringAgent(BatchAgent):
         self.metrics.batch_seconds.observe(time.perf_counter() - batch_started)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
 
-    async def _publish(self, event: Any, outcome: Any) -> None:
-        if outcome.score is None:
-            self.metrics.events.labels("duplicate").inc()
-            return
-        key = outcome.txn.user_id.encode()
-        await self.committer.send(self.channels.scores, event, key, outcome.score.to_json_bytes())
-        self.metrics.events.labels("scored").inc()
-        if outcome.score.degraded:
-            self.metrics.degraded.inc()
-        if outcome.score.state_lag:
-            self.metrics.lagged.inc()
-        if outcome.alert is not None:
-            await self.committer.send(self.channels.alerts, event, key, outcome.alert.to_json_bytes())
-            self.metrics.alerts.inc()
-        lag = time.time() - event.message.timestamp
-        self.metrics.lag_seconds.observe(max(lag, 0.0))
+    def _outputs(self, valid: list[tuple[Any, Transaction]], outcomes: list[Any]) -> list[Output]:
+        """The batch's scores and alerts, each on its input's partition; metrics counted here."""
+        scores, alerts = self.channels.scores.get_topic_name(), self.channels.alerts.get_topic_name()
+        out: list[Output] = []
+        now = time.time()
+        for (event, _), outcome in zip(valid, outcomes, strict=True):
+            if outcome.score is None:
+                self.metrics.events.labels("duplicate").inc()
+                continue
+            key = outcome.txn.user_id.encode()
+            out.append(Output(event, scores, key, outcome.score.to_json_bytes()))
+            self.metrics.events.labels("scored").inc()
+            if outcome.score.degraded:
+                self.metrics.degraded.inc()
+            if outcome.score.state_lag:
+                self.metrics.lagged.inc()
+            if outcome.alert is not None:
+                out.append(Output(event, alerts, key, outcome.alert.to_json_bytes()))
+                self.metrics.alerts.inc()
+            self.metrics.lag_seconds.observe(max(now - event.message.timestamp, 0.0))
+        return out
 
     def _load_states(self, source: dict[str, Any]) -> dict[str, UserState | bytes]:
         """The stored bytes (a refreshed state not yet persisted is newer than the table's): the engine

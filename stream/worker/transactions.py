@@ -1,4 +1,17 @@
-"""Exactly once, one micro-batch at a time: its outputs, state changes and input offsets commit together.
+"""A micro-batch's outputs, state and input offsets, committed as the delivery mode promises.
+
+- `exactly_once` (default): one Kafka transaction per micro-batch — its outputs, its state changes
+  (table changelogs) and its input offsets commit together or not at all. The transaction's flush and
+  commit run *behind* the next batch: `commit_batch` returns once the batch is written and acked, the
+  next batch is decoded and scored meanwhile, and its own writes wait for this commit (one lock).
+- `at_least_once`: the outputs are sent and acknowledged by the broker *before* the state that
+  reflects them is written, and the offsets are committable only after that. A crash can therefore
+  repeat a score (a batch delivered but not yet written is scored again, same key and txn_id), never
+  lose one: a state that already holds an event was written after its score was delivered, so the
+  re-read event is recognized as a redelivery and not scored twice from a state that contains it.
+
+Outputs go out in one record batch per (topic, partition) and micro-batch (`send_batch` on the
+partition's producer), not one `send` per record.
 
 Why this exists (faust-streaming 0.15.3 with aiokafka, read in its sources):
 - Faust picks a topic's transactional producer from the *consumer's* metadata and topic groups. Output
@@ -34,30 +47,48 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 Write = Callable[[], Awaitable[None]]
 log = logging.getLogger(__name__)
+RECORD_BATCH_BYTES = 256 * 1024  # one produce batch; under the broker's 1 MB message.max.bytes
 
 
 class BatchFailed(RuntimeError):
     """A batch could not be committed: the worker stops and the batch is read again after a restart."""
 
 
-class BatchCommitter:
-    """One Kafka transaction per micro-batch under exactly_once; plain sends and acks under at_least_once."""
+@dataclass(frozen=True)
+class Output:
+    """One record a batch emits, on the partition (and, exactly once, in the transaction) of `source`."""
 
-    def __init__(self, app: faust.App, exactly_once: bool) -> None:
+    source: Any  # the Faust event it answers (topics are co-partitioned)
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class BatchCommitter:
+    """Commits micro-batches as `delivery` promises (module docstring); the worker's one writer."""
+
+    def __init__(self, app: faust.App, exactly_once: bool,
+                 observe: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
         self.app = app
         self.exactly_once = exactly_once
+        self.observe = observe  # (phase, seconds): "deliver" | "write" | "commit" (metrics)
         self.failed: BaseException | None = None
         self.dirty = False  # state written locally since the last successful commit
         self._lock = asyncio.Lock()
         self._commit: Callable[..., Awaitable[bool]] | None = None
         self._acking: set[tuple[Any, int]] = set()  # (tp, offset) of the batch being committed
+        self._tail: asyncio.Future[None] | None = None  # exactly_once: the commit still in flight
 
     @property
     def clean(self) -> bool:
@@ -126,54 +157,129 @@ class BatchCommitter:
         assignment = self.app.consumer.assignment()
         return [event for event in events if event.message.tp in assignment]
 
-    async def send(self, channel: faust.TopicT, source: Any, key: bytes | None, value: bytes) -> None:
-        """`value` on `channel`, on the `source` event's partition, inside that partition's transaction."""
-        partition = source.message.partition
-        if not self.exactly_once:
-            await channel.send(key=key, value=value, partition=partition)
-            return
-        group = self.app.assignor.group_for_topic(source.message.topic)
-        transactional_id = f"{self.app.conf.id}-{group}-{partition}"
-        await self.app.producer.send(
-            channel.get_topic_name(), key, value, partition, None, None, transactional_id=transactional_id
-        )
+    async def commit_batch(self, events: Sequence[Any], write: Write, outputs: Iterable[Output] = ()) -> None:
+        """Commit a batch: `write` (its table writes), `outputs` (its records) and its input `events`.
 
-    async def commit_batch(self, events: Sequence[Any], write: Write) -> None:
-        """Run `write` (table writes and sends), ack `events`, and commit it all as one transaction.
-
-        Shielded: a worker stopping mid-batch lets the batch finish, so the shutdown commit (which
-        waits for the lock) sees it whole.
+        Returns once the batch is written and acked; under exactly_once its transaction's flush and
+        commit go on in the background (`committed()` waits for them). Shielded: a worker stopping
+        mid-batch lets the batch finish, so the shutdown commit (which waits for the lock) sees it whole.
         """
         self.install()
-        task = asyncio.ensure_future(self._locked(events, write))
-        await asyncio.shield(task)
+        await asyncio.shield(asyncio.ensure_future(self._write(events, write, list(outputs))))
 
-    async def _locked(self, events: Sequence[Any], write: Write) -> None:
-        async with self._lock:
+    async def committed(self) -> None:
+        """Wait until the last batch's transaction (exactly_once) has committed; raise if it failed."""
+        if self._tail is not None:
+            await asyncio.shield(self._tail)
+        if self.failed is not None:
+            raise BatchFailed("a batch failed; not committing") from self.failed
+
+    async def _write(self, events: Sequence[Any], write: Write, outputs: list[Output]) -> None:
+        await self._lock.acquire()
+        handed_off = False
+        try:
             if self.failed is not None:
                 raise BatchFailed("an earlier batch failed; not committing") from self.failed
             self.dirty = True
-            try:
-                await write()
-                self._acking = {(event.message.tp, event.message.offset) for event in events}
-                try:
-                    for event in events:
-                        event.ack()  # offsets become committable; take_events' own ack is then a no-op
-                finally:
-                    self._acking = set()
-                if self.exactly_once:
-                    await self.app.producer.flush()  # changelog writes sit in Faust's buffer until here
-                    assert self._commit is not None
-                    await self._commit()
-                    if self.app.crash_reason is not None:  # Faust reports a fenced commit by crashing
-                        raise BatchFailed("commit failed") from self.app.crash_reason
-            except BaseException as exc:
-                self.failed = exc
-                raise
+            if not self.exactly_once:
+                started = time.perf_counter()
+                await asyncio.gather(*await self._send(outputs))  # acknowledged before the state is written
+                self._observe("deliver", started)
+            started = time.perf_counter()
+            await write()
+            if self.exactly_once:
+                await self._send(outputs)
+            self._ack(events)
+            self._observe("write", started)
+            if self.exactly_once:
+                self._tail = asyncio.ensure_future(self._finish())  # releases the lock when committed
+                handed_off = True
+            else:
+                self.dirty = False  # offsets committable; Faust's commit timer commits them
+        except BaseException as exc:
+            self.failed = exc
+            raise
+        finally:
+            if not handed_off:
+                self._lock.release()
+
+    async def _finish(self) -> None:
+        """exactly_once: flush (changelog writes sit in Faust's buffer until here) and commit."""
+        started = time.perf_counter()
+        try:
+            await self.app.producer.flush()
+            assert self._commit is not None
+            await self._commit()
+            if self.app.crash_reason is not None:  # Faust reports a fenced commit by crashing
+                raise BatchFailed("commit failed") from self.app.crash_reason
             self.dirty = False
+            self._observe("commit", started)
+        except BaseException as exc:
+            log.error("committing a batch failed (%s: %s); stopping", type(exc).__name__, exc)
+            self.failed = self.failed or exc
+            await self.app.crash(exc)
+        finally:
+            self._lock.release()
+
+    def _ack(self, events: Sequence[Any]) -> None:
+        self._acking = {(event.message.tp, event.message.offset) for event in events}
+        try:
+            for event in events:
+                event.ack()  # offsets become committable; the batcher's own ack is then a no-op
+        finally:
+            self._acking = set()
+
+    async def _send(self, outputs: list[Output]) -> list[asyncio.Future[Any]]:
+        """One record batch per (producer, topic, partition); → the broker's acknowledgements."""
+        groups: dict[tuple[str | None, str, int], list[Output]] = defaultdict(list)
+        for out in outputs:
+            groups[(self._transactional_id(out.source), out.topic, out.source.message.partition)].append(out)
+        futures: list[asyncio.Future[Any]] = []
+        for (transactional_id, topic, partition), records in groups.items():
+            producer = self.app.producer
+            if transactional_id is None:
+                futures += await _send_batches(producer._ensure_producer(), topic, partition, records)
+                continue
+            target = producer._transaction_producers.get(transactional_id)
+            if target is None:  # the partition was revoked mid-batch: its next owner reads it again
+                raise BatchFailed(f"no transaction producer for {transactional_id}")
+            async with producer._trn_locks[transactional_id]:
+                futures += await _send_batches(target, topic, partition, records)
+        return futures
+
+    def _transactional_id(self, source: Any) -> str | None:
+        """The id Faust commits `source`'s partition with (exactly_once), else None."""
+        if not self.exactly_once:
+            return None
+        group = self.app.assignor.group_for_topic(source.message.topic)
+        return f"{self.app.conf.id}-{group}-{source.message.partition}"
+
+    def _observe(self, phase: str, started: float) -> None:
+        if self.observe is not None:
+            self.observe(phase, time.perf_counter() - started)
 
     async def fail(self, exc: BaseException) -> None:
         """Poison the committer and stop the worker: this batch and any open transaction are not committed."""
         if self.failed is None:
             self.failed = exc
         await self.app.crash(exc)
+
+
+async def _send_batches(producer: Any, topic: str, partition: int, records: list[Output]) -> list[Any]:
+    """`records` as record batches of ≤ RECORD_BATCH_BYTES on one partition (aiokafka `send_batch`)."""
+    txn = producer._txn_manager
+    transactional = txn is not None and txn.transactional_id is not None
+
+    def builder() -> BatchBuilder:
+        codec = producer._message_accumulator._compression_type  # the producer's compression attribute
+        return BatchBuilder(RECORD_BATCH_BYTES, codec, is_transactional=transactional)
+
+    futures, batch = [], builder()
+    for record in records:
+        if batch.append(timestamp=None, key=record.key, value=record.value) is None:
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = builder()
+            if batch.append(timestamp=None, key=record.key, value=record.value) is None:
+                raise BatchFailed(f"a {len(record.value)}-byte record does not fit a record batch")
+    futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
