@@ -1,23 +1,24 @@
 """`panther bench stream`: the detector end to end — producer → Kafka → `panther worker` → scores topic.
 
-For each rate (records/s, or None = as fast as the producer goes) N fresh transactions are produced with
-the produce time as their Kafka timestamp, and a read_committed consumer in this process waits for
-every one of their scores. Per run:
-- throughput: scores/s from the first record produced to the last score visible;
-- end-to-end latency: score visible to a read_committed consumer − transaction produced (what a
-  downstream reader waits: decode, score, transactional commit), and score record timestamp −
-  transaction timestamp (until the worker sent it, before the commit), p50/p95/p99/max;
-- CPU share of each process (seconds of CPU per second of wall time, 1.0 = one core), from /proc.
+One run tells the whole story, on the same machine and the same events. For each model size (`demo`,
+and `panther`: the paper's serving shape, d 64 × 4 blocks, L 100):
+- **scorer alone**: the model calls the engine made, replayed back to back (`scorer_ev_s`);
+- **engine alone**: tokens, features, state and scorer on the same events, no Kafka (`engine_ev_s`);
+- **the worker end to end**, for each `--processes` count and each delivery mode (`exactly_once`,
+  `at_least_once`): fresh topics and a fresh group, profiles cached first, then `--events` new
+  transactions at each offered rate (records/s, or `max`: as fast as the producer goes).
 
-Standalone reference on the same machine, before the worker starts: the same engine and scorer on the
-same events without Kafka, states kept as bytes between batches as the worker's table keeps them
-(`engine_ev_s`), and the scorer alone replaying exactly the calls the engine made (`scorer_ev_s`).
-Pipeline efficiency = the full-speed run's throughput ÷ scorer_ev_s (the model's standalone
-throughput); engine efficiency = the same ÷ engine_ev_s (what Kafka, Faust and the tables cost).
+Per end-to-end run: sustained scores/s (first record produced → last score visible), visible latency
+(score visible to a read_committed consumer − transaction produced) p50/p95/p99/max, and the worker's
+record timestamp latency; state lag (scores made from a lagging cached state: count and max); lost
+(never scored within the timeout) and duplicated (a txn id seen twice) counts; CPU share of worker /
+broker / bench (CPU seconds per wall second, 1.0 = one core, from /proc); the worker's batch sizes and
+phases (its /metrics); and **efficiency = end to end ÷ scorer alone**.
 
-Needs: a broker (PANTHER_KAFKA_BOOTSTRAP, else a local one is started on free ports), a model (default:
-the demo-sized model under $PANTHER_HOME/bench-stream, trained once by deploy/local/demo_model.py) and,
-for `--scorer triton`, tritonserver (exported and started here on free ports).
+Needs: a broker (PANTHER_KAFKA_BOOTSTRAP, else a local one is started on free ports), models (default:
+trained once under $PANTHER_HOME/bench-stream[-panther] by deploy/local/demo_model.py; `--model` and
+`--data` for your own, one size) and, for `--scorer triton`, tritonserver (exported and started here).
+Progress goes to stderr; `--json` prints exactly one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stream.broker import LocalKafka, free_port, free_ports
+from stream.broker import LocalKafka, free_port, free_ports, port_is_free
 from stream.errors import PantherError
 from stream.events import Transaction
 from stream.files import read_events
@@ -90,38 +92,47 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 class WorkerProcess:
-    """`panther worker` as a child process, configured through its environment (PANTHER_*)."""
+    """`panther worker --processes N` as a child process, configured through its environment (PANTHER_*)."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, processes: int = 1) -> None:
         env = dict(os.environ)
         for name, value in settings.model_dump(exclude_none=True).items():
             if name not in {"kafka_sasl_password", "kafka_ssl_key_password"}:
                 env[f"PANTHER_{name.upper()}"] = str(value)
         self.settings = settings
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
-                                     env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)  # fmt: skip
+        self.ports = [settings.web_port + i for i in range(processes)]
+        command = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning",
+                   "--processes", str(processes)]  # fmt: skip
+        self.proc = subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+    def metrics_text(self) -> str:
+        """Every worker process's /metrics, concatenated (sums over processes add up)."""
+        bodies = []
+        for port in self.ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                bodies.append(response.read().decode())
+        return "\n".join(bodies)
 
     def metric(self, name: str, label: str = "") -> float:
-        url = f"http://127.0.0.1:{self.settings.web_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = response.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in self.metrics_text().splitlines()
                    if line.startswith(name) and label in line)  # fmt: skip
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        pending = list(self.ports)
+        while pending and time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise PantherError(
                     f"the worker exited ({self.proc.returncode}):\n{self.log.read_text()[-2000:]}"
                 )
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}/ready", timeout=2):
-                    return
+                with urllib.request.urlopen(f"http://127.0.0.1:{pending[0]}/ready", timeout=2):
+                    pending.pop(0)
             except OSError:
                 time.sleep(0.5)
-        raise PantherError(f"the worker was not ready in {timeout_s:.0f} s (log: {self.log})")
+        if pending:
+            raise PantherError(f"the worker was not ready in {timeout_s:.0f} s (log: {self.log})")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -144,8 +155,9 @@ class ScoreWatcher(threading.Thread):
                   "isolation.level": "read_committed"}  # fmt: skip
         self.consumer = Consumer({**settings.kafka_client_config(), **config})
         self.consumer.subscribe([settings.topic_scores])
-        self.seen: dict[str, tuple[float, float, bool]] = {}  # txn id → (visible at, record ts, degraded)
-        self.duplicates = 0
+        # txn id → (visible at, record timestamp, degraded, state lag)
+        self.seen: dict[str, tuple[float, float, bool, int]] = {}
+        self.times_seen: dict[str, int] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -155,22 +167,28 @@ class ScoreWatcher(threading.Thread):
                     continue
                 now = time.time()
                 body = json.loads(message.value())
-                if body["txn_id"] in self.seen:
-                    self.duplicates += 1
-                self.seen[body["txn_id"]] = (now, message.timestamp()[1] / 1000.0, bool(body["degraded"]))
+                txn_id = body["txn_id"]
+                self.times_seen[txn_id] = self.times_seen.get(txn_id, 0) + 1
+                if txn_id not in self.seen:  # the first copy is the one a subscriber acts on
+                    self.seen[txn_id] = (now, message.timestamp()[1] / 1000.0, bool(body["degraded"]),
+                                         int(body.get("state_lag", 0)))  # fmt: skip
         self.consumer.close()
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def default_model(home: Path) -> tuple[Path, Path]:
-    """(model dir, data dir) of the demo-sized model; trained once (~1 min) when absent."""
-    root = home / "bench-stream"
+SIZES = ("demo", "panther")
+WARMUP_EVENTS = 3000
+
+
+def default_model(home: Path, size: str = "demo") -> tuple[Path, Path]:
+    """(model dir, data dir) of the demo-sized or PANTHER-sized model; trained once when absent."""
+    root = home / ("bench-stream" if size == "demo" else f"bench-stream-{size}")
     if not (root / "model" / "fraud_head.json").is_file():  # the script skips what exists
         script = REPO / "deploy" / "local" / "demo_model.py"
         if not script.is_file():
             raise PantherError("no model: pass --model and --data, or run from a PANTHER checkout")
         # its summary line goes to stderr: `--json` prints exactly one object on stdout
-        subprocess.run([sys.executable, str(script), str(root)], check=True, stdout=sys.stderr)
+        subprocess.run([sys.executable, str(script), str(root), size], check=True, stdout=sys.stderr)
     return root / "model", root / "data"
 
 
@@ -286,9 +304,10 @@ def _produce(
 
 
 def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], rate: float | None,
-            pids: dict[str, int], timeout_s: float) -> dict[str, Any]:  # fmt: skip
-    cpu0 = {name: cpu_seconds(pid, name == "triton") for name, pid in pids.items()}
-    batches0 = worker_batches(settings)
+            pids: dict[str, int], timeout_s: float, worker: WorkerProcess) -> dict[str, Any]:  # fmt: skip
+    descendants = {"triton", "worker"}  # python-backend stubs; the worker processes under --processes
+    cpu0 = {name: cpu_seconds(pid, name in descendants) for name, pid in pids.items()}
+    batches0 = worker_batches(worker)
     wall0 = time.time()
     sent, produce_s = _produce(settings, txns, rate)
     deadline = time.monotonic() + timeout_s
@@ -297,18 +316,28 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
     got = {t: watcher.seen[t] for t in sent if t in watcher.seen}
     last = max((seen[0] for seen in got.values()), default=time.time())
     wall = max(last - wall0, 1e-9)
+    time.sleep(1.0)  # a late second copy of a score is still counted as a duplicate
     cpu = {
-        name: round((cpu_seconds(pid, name == "triton") - cpu0[name]) / wall, 2) for name, pid in pids.items()
+        name: round((cpu_seconds(pid, name in descendants) - cpu0[name]) / wall, 2)
+        for name, pid in pids.items()
     }
-    batches = {k: v - batches0.get(k, 0.0) for k, v in worker_batches(settings).items()}
+    batches = {k: v - batches0.get(k, 0.0) for k, v in worker_batches(worker).items()}
     count = max(batches.get("panther_batch_size_count", 0.0), 1.0)
+    lags = [seen[3] for seen in got.values()]
+
+    def phase_ms(phase: str) -> float:
+        key = f'panther_commit_phase_seconds_sum{{phase="{phase}"}}'
+        return round(1000 * batches.get(key, 0.0) / count, 1)
+
     return {
         "rate": rate or "max",
         "events": len(sent),
         "produced_per_s": round(len(sent) / produce_s, 1),
         "scored": len(got),
         "lost": len(sent) - len(got),
+        "duplicates": sum(watcher.times_seen.get(t, 0) - 1 for t in got),
         "degraded": sum(seen[2] for seen in got.values()),
+        "state_lag": {"scores": sum(1 for lag in lags if lag), "max": max(lags, default=0)},
         "throughput_per_s": round(len(got) / wall, 1),
         "latency_visible": percentiles([got[t][0] - sent[t] for t in got]),
         "latency_record": percentiles([max(got[t][1] - sent[t], 0.0) for t in got]),
@@ -318,48 +347,116 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
             "mean_size": round(batches.get("panther_batch_size_sum", 0.0) / count, 1),
             "mean_ms": round(1000 * batches.get("panther_batch_seconds_sum", 0.0) / count, 1),
             "score_ms": round(1000 * batches.get("panther_score_seconds_sum", 0.0) / count, 1),
-            "commit_ms": round(1000 * batches.get("panther_commit_seconds_sum", 0.0) / count, 1),
+            "handoff_ms": round(1000 * batches.get("panther_commit_seconds_sum", 0.0) / count, 1),
+            "deliver_ms": phase_ms("deliver"),
+            "write_ms": phase_ms("write"),
+            "commit_ms": phase_ms("commit"),
             "busy_share": round(batches.get("panther_batch_seconds_sum", 0.0) / wall, 2),
         },
     }
 
 
-def worker_batches(settings: Settings) -> dict[str, float]:
-    """The worker's per-batch histogram sums and counts (its /metrics)."""
-    url = f"http://127.0.0.1:{settings.web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        body = response.read().decode()
-    out = {}
-    for line in body.splitlines():
-        name, _, value = line.partition(" ")
-        if name.startswith(("panther_batch_", "panther_score_seconds", "panther_commit_seconds")) and (
-            name.endswith("_sum") or name.endswith("_count")
+def worker_batches(worker: WorkerProcess) -> dict[str, float]:
+    """The worker's per-batch histogram sums and counts, summed over its processes (/metrics)."""
+    out: dict[str, float] = {}
+    for line in worker.metrics_text().splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith(("panther_batch_", "panther_score_seconds", "panther_commit_")) and (
+            "_sum" in name or "_count" in name
         ):
-            out[name] = float(value)
+            out[name] = out.get(name, 0.0) + float(value)
     return out
+
+
+@dataclass
+class Stack:
+    """What every end-to-end configuration shares: the broker, this process's pid, the temp root."""
+
+    base: Settings
+    bootstrap: str
+    root: Path
+    pids: dict[str, int]
+    say: Any
+
+
+def run_stack(stack: Stack, size: str, model_dir: Path, data_dir: Path, triton: dict[str, int],
+              scorer: str, delivery: str, processes: int, runs: list[tuple[float | None, list[Transaction]]],
+              warmup: list[Transaction], timeout_s: float,
+              reference: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """One worker configuration on fresh topics and a fresh group: `warmup` at full speed (unmeasured:
+    a fresh broker's JIT, the worker's first batches and its users' first states), then every rate of
+    `runs` in turn."""
+    tag = uuid.uuid4().hex[:6]
+    settings = stack.base.model_copy(update={
+        "kafka_bootstrap": stack.bootstrap, "model_dir": model_dir, "scorer": scorer,
+        "app_id": f"bench-{tag}",
+        "web_port": free_port_block(processes), "worker_data_dir": stack.root / f"worker-{tag}",
+        "standby_replicas": 0, "retention_ms": -1, "delivery": delivery, **triton,
+        **{f"topic_{role}": f"bench-{tag}-{role}" for role in ("transactions", "profiles", "alerts", "scores",
+                                                              "dlq")},
+    })  # fmt: skip
+    create_topics(settings)
+    worker = WorkerProcess(settings, stack.root / f"worker-{tag}.log", processes)
+    pids = {**stack.pids, "worker": worker.proc.pid}
+    with ExitStack() as cleanup:
+        kept_log = stack.base.home / "bench-stream" / "last-worker.log"
+        kept_log.parent.mkdir(parents=True, exist_ok=True)
+        cleanup.callback(lambda: shutil.copyfile(worker.log, kept_log))  # after the worker stopped
+        cleanup.callback(worker.stop)
+        worker.wait_ready(180)
+        produce_file(data_dir / "profiles.parquet", settings.topic_profiles, settings, show_progress=False)
+        users = sum(1 for chunk in read_events(data_dir / "profiles.parquet") for _ in chunk)
+        deadline = time.monotonic() + 120
+        while worker.metric("panther_events_total", 'outcome="profile"') < users:
+            if time.monotonic() > deadline:
+                raise PantherError(f"the worker did not cache {users} profiles in 120 s (log: {worker.log})")
+            time.sleep(0.5)
+        watcher = ScoreWatcher(settings)
+        watcher.start()
+        cleanup.callback(watcher.stopping.set)
+        stack.say(f"{size} · {delivery} · {processes} process(es): warm-up, {len(warmup)} events")
+        one_run(settings, watcher, warmup, None, pids, timeout_s, worker)  # JVM JIT, torch, users' states
+        results = []
+        for rate, txns in runs:
+            stack.say(f"{size} · {delivery} · {processes} process(es): {len(txns)} events at "
+                      f"{rate or 'full speed'}/s")  # fmt: skip
+            row = one_run(settings, watcher, txns, rate, pids, timeout_s, worker)
+            row = {"size": size, "delivery": delivery, "processes": processes, **row,
+                   "efficiency": round(row["throughput_per_s"] / reference["scorer_ev_s"], 2)}  # fmt: skip
+            stack.say("  " + json.dumps({k: row[k] for k in ("throughput_per_s", "latency_visible", "lost",
+                                                              "duplicates", "state_lag", "efficiency")}))
+            results.append(row)
+        return results
+
+
+def free_port_block(count: int) -> int:
+    """A first port such that it and the `count - 1` after it are free (the worker processes' web ports)."""
+    for _ in range(50):
+        first = free_port()
+        if all(port_is_free(first + i) for i in range(1, count)):
+            return first
+    raise PantherError(f"no block of {count} free ports found")
 
 
 def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inprocess",
                      model_dir: Path | None = None, data_dir: Path | None = None,
-                     timeout_s: float = 300.0, say: Any = print) -> dict[str, Any]:  # fmt: skip
+                     timeout_s: float = 300.0, say: Any = print, *,
+                     deliveries: tuple[str, ...] = ("exactly_once", "at_least_once"),
+                     sizes: tuple[str, ...] = ("demo",), processes: tuple[int, ...] = (1,),
+                     ) -> dict[str, Any]:  # fmt: skip
     base = Settings()
-    # The stack (worker, Triton, broker) closes before the directory they write into is removed.
+    if model_dir is not None and data_dir is None:
+        raise PantherError("--data is needed with --model (a directory with live.parquet or "
+                           "transactions.parquet, and profiles.parquet)")  # fmt: skip
+    if model_dir is not None:
+        sizes = ("custom",)
+    started = time.perf_counter()
+    # The stack (workers, Triton, broker) closes before the directory they write into is removed.
     with (
         tempfile.TemporaryDirectory(prefix="panther-bench-", ignore_cleanup_errors=True) as tmp,
-        ExitStack() as stack,
+        ExitStack() as cleanup,
     ):
         root = Path(tmp)
-        if model_dir is None:
-            model_dir, default_data = default_model(base.home)
-            data_dir = data_dir or default_data
-        if data_dir is None:
-            raise PantherError("--data is needed with --model (a directory with live.parquet or "
-                               "transactions.parquet, and profiles.parquet)")  # fmt: skip
-        live = (
-            data_dir / "live.parquet"
-            if (data_dir / "live.parquet").is_file()
-            else data_dir / "transactions.parquet"
-        )
         pids: dict[str, int] = {"bench": os.getpid()}
         bootstrap = os.environ.get("PANTHER_KAFKA_BOOTSTRAP")
         if not bootstrap:
@@ -368,67 +465,67 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                                heap=base.broker_heap, data_dir=root / "kafka")  # fmt: skip
             say(f"starting a local broker on {kafka.bootstrap}")
             kafka.start(wait_s=120)
-            stack.callback(kafka.stop)
+            cleanup.callback(kafka.stop)
             bootstrap = kafka.bootstrap
             if (pid := kafka.status().pid) is not None:
                 pids["broker"] = pid
-        tag = uuid.uuid4().hex[:6]
-        triton = _start_triton(model_dir, root, base, stack, pids, say) if scorer == "triton" else {}
-        settings = base.model_copy(update={
-            "kafka_bootstrap": bootstrap, "model_dir": model_dir, "scorer": scorer, "app_id": f"bench-{tag}",
-            "web_port": free_port(), "worker_data_dir": root / "worker", "standby_replicas": 0,
-            "retention_ms": -1, **triton, **{f"topic_{role}": f"bench-{tag}-{role}" for role in
-                                             ("transactions", "profiles", "alerts", "scores", "dlq")},
-        })  # fmt: skip
+        stack = Stack(base, bootstrap, root, pids, say)
+        results: list[dict[str, Any]] = []
+        standalone_by_size: dict[str, Any] = {}
+        models: dict[str, Any] = {}
+        for size in sizes:
+            if size == "custom":
+                model, data = model_dir, data_dir
+            else:
+                model, data = default_model(base.home, size)
+            assert model is not None and data is not None
+            live = data / "live.parquet"
+            live = live if live.is_file() else data / "transactions.parquet"
+            with ExitStack() as per_size:
+                triton = (_start_triton(model, root / size, base, per_size, pids, say)
+                          if scorer == "triton" else {})  # fmt: skip
 
-        async def make_scorer() -> Any:
-            from stream.scoring import InProcessScorer, TritonScorer
+                async def make_scorer(model: Path = model, triton: dict[str, int] = triton) -> Any:
+                    from stream.scoring import InProcessScorer, TritonScorer
 
-            if scorer == "triton":
-                return await TritonScorer.connect(f"127.0.0.1:{settings.triton_grpc_port}")
-            return InProcessScorer.from_artifact(model_dir, threads=settings.torch_threads)
+                    if scorer == "triton":
+                        return await TritonScorer.connect(f"127.0.0.1:{triton['triton_grpc_port']}")
+                    return InProcessScorer.from_artifact(model, threads=base.torch_threads)
 
-        runs = make_runs(live, events, len(rates))
-        say(f"standalone reference ({scorer} scorer, {min(events, 5000)} events, batch {settings.batch_max})")
-        reference = standalone(model_dir, data_dir / "profiles.parquet", runs[0][:5000], settings.batch_max,
-                               make_scorer)  # fmt: skip
-        create_topics(settings)
-        worker = WorkerProcess(settings, root / "worker.log")
-        kept_log = base.home / "bench-stream" / "last-worker.log"
-        kept_log.parent.mkdir(parents=True, exist_ok=True)
-        stack.callback(lambda: shutil.copyfile(worker.log, kept_log))  # after the worker stopped
-        stack.callback(worker.stop)
-        worker.wait_ready(180)
-        pids["worker"] = worker.proc.pid
-        produce_file(data_dir / "profiles.parquet", settings.topic_profiles, settings, show_progress=False)
-        users = sum(1 for chunk in read_events(data_dir / "profiles.parquet") for _ in chunk)
-        while worker.metric("panther_events_total", 'outcome="profile"') < users:
-            time.sleep(0.5)
-        watcher = ScoreWatcher(settings)
-        watcher.start()
-        stack.callback(watcher.stopping.set)
-        results = []
-        for rate, txns in zip(rates, runs, strict=True):
-            say(f"run: {len(txns)} events at {rate or 'full speed'}/s")
-            results.append(one_run(settings, watcher, txns, rate, pids, timeout_s))
-            say(json.dumps(results[-1]))
-        full = [r["throughput_per_s"] for r in results if r["rate"] == "max"]
-        best = full[0] if full else max(r["throughput_per_s"] for r in results)
-        load = os.getloadavg()
+                configs = [(p, d) for p in processes for d in deliveries]
+                per_config = len(rates) + 1  # + the warm-up
+                all_runs = make_runs(live, events, per_config * len(configs) + 1)
+                say(f"{size}: scorer and engine alone ({scorer} scorer, {min(events, 5000)} events, "
+                    f"batch {base.batch_max})")  # fmt: skip
+                reference = standalone(model, data / "profiles.parquet", all_runs[-1][:5000], base.batch_max,
+                                       make_scorer)  # fmt: skip
+                standalone_by_size[size] = reference
+                models[size] = _model_summary(model)
+                for k, (count, delivery) in enumerate(configs):
+                    warmup, *measured = all_runs[k * per_config : (k + 1) * per_config]
+                    runs = list(zip(rates, measured, strict=True))
+                    results += run_stack(stack, size, model, data, triton, scorer, delivery, count, runs,
+                                         warmup[:WARMUP_EVENTS], timeout_s, reference)  # fmt: skip
+        first = results[0]["size"]
+        full = [r for r in results if r["rate"] == "max" and r["size"] == first and r["processes"] == 1
+                and r["delivery"] == "exactly_once"]  # fmt: skip
+        best = full[0]["throughput_per_s"] if full else max(r["throughput_per_s"] for r in results)
         return {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()} CPUs",
-            "load_average_at_end": [round(x, 2) for x in load],
-            "model": _model_summary(model_dir),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "wall_s": round(time.perf_counter() - started, 1),
+            "models": models,
             "scorer": scorer,
-            "batch_max": settings.batch_max,
-            "batch_within_s": settings.batch_within_s,
-            "partitions": settings.partitions,
-            "standalone": reference,
+            "batch_max": base.batch_max,
+            "batch_within_s": base.batch_within_s,
+            "partitions": base.partitions,
+            "standalone": standalone_by_size,
             "runs": results,
-            "duplicates": watcher.duplicates,
-            "pipeline_efficiency": round(best / reference["scorer_ev_s"], 2),
-            "engine_efficiency": round(best / reference["engine_ev_s"], 2),
+            "duplicates": sum(r["duplicates"] for r in results),
+            "lost": sum(r["lost"] for r in results),
+            "pipeline_efficiency": round(best / standalone_by_size[first]["scorer_ev_s"], 2),
+            "engine_efficiency": round(best / standalone_by_size[first]["engine_ev_s"], 2),
         }
 
 
@@ -468,4 +565,17 @@ def parse_rates(text: str) -> list[float | None]:
                 out.append(float(part))
             except ValueError:
                 raise PantherError(f"--rates: {part!r} is not a number or 'max'") from None
+    return out
+
+
+def parse_choices(option: str, text: str, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
+    """ "a,b" → ("a", "b"), each in `allowed` (None: positive integers), else one clear error line."""
+    out = tuple(part.strip() for part in text.split(",") if part.strip())
+    for part in out:
+        ok = part in allowed if allowed is not None else part.isdigit() and int(part) >= 1
+        if not ok:
+            expected = ", ".join(allowed) if allowed is not None else "positive integers"
+            raise PantherError(f"{option}: {part!r} is not one of {expected}")
+    if not out:
+        raise PantherError(f"{option}: nothing given")
     return out

@@ -444,10 +444,16 @@ def _say(message: str) -> None:
 @click.option("--rate", default=None, type=click.FloatRange(min=1), help="One fixed rate (records/s).")
 @click.option(
     "--rates",
-    default="500,1000,2000,5000,max",
+    default="1000,5000,max",
     show_default=True,
     help="Rates to run in turn (records/s; max = as fast as the producer goes); --rate overrides.",
 )
+@click.option("--delivery", "deliveries", default="exactly_once,at_least_once", show_default=True,
+              help="Delivery modes to run (PANTHER_DELIVERY values, comma-separated).")
+@click.option("--sizes", default="demo,panther", show_default=True,
+              help="Model sizes (demo, panther); ignored with --model.")
+@click.option("--processes", "process_counts", default="1,2", show_default=True,
+              help="Worker process counts to run (panther worker --processes N), comma-separated.")
 @click.option("--scorer", default="inprocess", show_default=True, type=click.Choice(["inprocess", "triton"]))
 @click.option(
     "--model",
@@ -466,13 +472,20 @@ def _say(message: str) -> None:
 @click.option("--timeout-s", default=300.0, show_default=True, help="Longest wait for a run's last score.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def bench_stream(events: int, rate: float | None, rates: str, scorer: str, model_dir: Path | None,
-                 data_dir: Path | None, timeout_s: float, as_json: bool) -> None:  # fmt: skip
-    """End to end: producer → Kafka → worker → scores; throughput, latency percentiles, CPU per process."""
-    from stream.bench_stream import parse_rates, run_stream_bench
+def bench_stream(events: int, rate: float | None, rates: str, deliveries: str, sizes: str,
+                 process_counts: str, scorer: str, model_dir: Path | None, data_dir: Path | None,
+                 timeout_s: float, as_json: bool) -> None:  # fmt: skip
+    """Scorer alone, engine alone, the worker end to end: each delivery mode, process count, rate, size."""
+    from stream.bench_stream import parse_choices, parse_rates, run_stream_bench
 
     chosen = [rate] if rate else parse_rates(rates)
-    emit(run_stream_bench(events, chosen, scorer, model_dir, data_dir, timeout_s, say=_say), as_json)
+    result = run_stream_bench(
+        events, chosen, scorer, model_dir, data_dir, timeout_s, say=_say,
+        deliveries=parse_choices("--delivery", deliveries, ("exactly_once", "at_least_once")),
+        sizes=parse_choices("--sizes", sizes, ("demo", "panther")),
+        processes=tuple(int(p) for p in parse_choices("--processes", process_counts, None)),
+    )  # fmt: skip
+    emit(result, as_json)
 
 
 # ---------------------------------------------------------------- serving
@@ -554,14 +567,25 @@ def triton_run() -> None:
 @click.option("--model", "model_dir", default=None, type=MODEL_DIR, help="Default: PANTHER_MODEL_DIR.")
 @click.option("--scorer", type=click.Choice(["triton", "inprocess"]), default=None, help="PANTHER_SCORER")
 @click.option("--loglevel", default="info", show_default=True)
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Workers of one group on this machine (web ports PANTHER_WEB_PORT, +1, …).")
 @WAIT
 @user_errors
-def worker(model_dir: Path | None, scorer: str | None, loglevel: str, wait_s: float) -> None:
+def worker(model_dir: Path | None, scorer: str | None, loglevel: str, processes: int, wait_s: float) -> None:
     """The Faust worker: scores `transactions`, caches embeddings, emits scores, alerts and dead letters.
 
     `--wait` waits for the declared topics and, with the Triton scorer, for Triton and both models: the
     worker would run without Triton (degraded mode), but a fresh start should score through it.
+    `--processes N` runs N workers of one group (stream/worker/processes.py): one Python process
+    scores on about one core.
     """
+    if processes > 1:
+        from stream.worker.processes import run_processes
+
+        args = [f"--loglevel={loglevel}", f"--wait={wait_s}"]
+        args += [f"--model={model_dir}"] if model_dir is not None else []
+        args += [f"--scorer={scorer}"] if scorer is not None else []
+        sys.exit(run_processes(Settings(), processes, args))
     from stream.worker.runtime import run_worker
 
     overrides: dict[str, Any] = {}

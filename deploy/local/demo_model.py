@@ -1,11 +1,14 @@
 """The demo's data and model: simulate, hold out the last days as live traffic, train a small model.
 
-    python deploy/local/demo_model.py DEMO_DIR        (deploy/local/demo.sh runs it; skips what exists)
+    python deploy/local/demo_model.py DEMO_DIR [demo|panther]   (deploy/local/demo.sh runs it; skips
+                                                                what exists)
 
 Writes DEMO_DIR/data/{transactions,profiles}.parquet (all simulated days), DEMO_DIR/data/train.parquet
 (all but the last LIVE_DAYS), DEMO_DIR/data/live.parquet (the last LIVE_DAYS, what the live producer
 replays: the model never saw them) and DEMO_DIR/model (PANTHER pretrained + the fraud head). Sized to
 train in well under a minute on 2 CPU cores: a newcomer should see alerts, not a training run.
+`panther` trains the paper's serving shape instead (d 64, 4 blocks, L 100; `panther bench stream
+--sizes panther`), briefly: its numbers are for speed, its vocabulary is what the simulated data holds.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 USERS, DAYS, LIVE_DAYS, SEED, FRAUD_RATE = 1000, 16, 2, 7, 0.02
-MODEL = {"d_model": 32, "n_layers": 2, "n_heads": 2}
-MAX_LEN, PRETRAIN_EPOCHS, FRAUD_EPOCHS = 32, 2, 3
+SIZES = {  # (model overrides, max_len, pretrain epochs, fraud epochs)
+    "demo": ({"d_model": 32, "n_layers": 2, "n_heads": 2}, 32, 2, 3),
+    "panther": ({"d_model": 64, "n_layers": 4, "n_heads": 2}, 100, 1, 1),
+}
 
 
 def say(message: str) -> None:
@@ -43,19 +48,20 @@ def make_data(data: Path) -> None:
     say(f"{int((times < cut).sum())} training transactions, {len(live)} held out as live traffic from {cut}")
 
 
-def train(data: Path, model: Path) -> dict[str, object]:
+def train(data: Path, model: Path, size: str = "demo") -> dict[str, object]:
     from models.fraud.api import fit_fraud
     from models.training.pretrain import pretrain_transactions
 
+    shape, max_len, pretrain_epochs, fraud_epochs = SIZES[size]
     started = time.perf_counter()
-    say(f"pretraining a small PANTHER ({MODEL}, L={MAX_LEN}, {PRETRAIN_EPOCHS} epochs) into {model}")
+    say(f"pretraining a {size}-sized PANTHER ({shape}, L={max_len}, {pretrain_epochs} epochs) into {model}")
     pretrain_transactions(
-        data / "train.parquet", data / "profiles.parquet", model, epochs=PRETRAIN_EPOCHS, device="cpu",
-        max_len=MAX_LEN, ablations=False, model_overrides=MODEL, progress=True,
+        data / "train.parquet", data / "profiles.parquet", model, epochs=pretrain_epochs, device="cpu",
+        max_len=max_len, ablations=False, model_overrides=shape, progress=True,
     )  # fmt: skip
-    say(f"fitting the fraud head ({FRAUD_EPOCHS} epochs)")
+    say(f"fitting the fraud head ({fraud_epochs} epochs)")
     fit = fit_fraud(
-        model, data / "train.parquet", data / "profiles.parquet", epochs=FRAUD_EPOCHS, device="cpu"
+        model, data / "train.parquet", data / "profiles.parquet", epochs=fraud_epochs, device="cpu"
     )
     summary = {
         "model": str(model),
@@ -67,16 +73,16 @@ def train(data: Path, model: Path) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) not in (1, 2) or (len(argv) == 2 and argv[1] not in SIZES):
         print(__doc__, file=sys.stderr)
         return 2
-    root = Path(argv[0])
+    root, size = Path(argv[0]), argv[1] if len(argv) == 2 else "demo"
     make_data(root / "data")
     model = root / "model"
     if (model / "fraud_head.json").is_file():
         say(f"using the model in {model} (delete it to retrain)")
         return 0
-    print(json.dumps(train(root / "data", model), default=str))
+    print(json.dumps(train(root / "data", model, size), default=str))
     return 0
 
 

@@ -11,7 +11,8 @@ from stream.events import UserProfile
 from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import dead_letter_outputs, decode_events
-from stream.worker.tables import writing_for
+from stream.worker.tables import write_value
+from stream.worker.transactions import Output
 
 
 class ProfileAgent(BatchAgent):
@@ -31,11 +32,13 @@ class ProfileAgent(BatchAgent):
                 embeddings = [None] * len(latest)  # scoring embeds on the fly; refreshed on a later batch
         stamp = now_ms()
 
-        async def write() -> None:
-            for (user_id, (event, _)), row, embedding in zip(latest.items(), ids, embeddings, strict=True):
-                cached = CachedProfile(row, embedding, self.engine.live.model_version, stamp)
-                with writing_for(event):
-                    self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
+        async def write() -> list[Output]:
+            table = self.tables.user_embeddings
+            version = self.engine.live.model_version
+            return [write_value(table, event, user_id.encode(),
+                                CachedProfile(row, embedding, version, stamp).to_bytes())
+                    for (user_id, (event, _)), row, embedding in zip(latest.items(), ids, embeddings,
+                                                                     strict=True)]  # fmt: skip
 
         dead = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
         await self.committer.commit_batch(events, write, dead)

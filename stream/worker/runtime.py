@@ -31,7 +31,7 @@ from stream.worker.metrics import WorkerMetrics
 from stream.worker.profile_agent import ProfileAgent
 from stream.worker.scoring_agent import ScoringAgent
 from stream.worker.state_dir import LocalState
-from stream.worker.tables import Tables, declare_tables
+from stream.worker.tables import ChangelogOffsets, Tables, declare_tables
 from stream.worker.transactions import BatchCommitter
 from stream.worker.web import install_endpoints
 
@@ -143,7 +143,8 @@ def build_worker(settings: Settings) -> Worker:
     def observe(phase: str, seconds: float) -> None:
         metrics.commit_phase_seconds.labels(phase).observe(seconds)
 
-    committer = BatchCommitter(app, exactly_once=settings.exactly_once, observe=observe)
+    committer = BatchCommitter(app, exactly_once=settings.exactly_once, observe=observe,
+                               on_delivered=ChangelogOffsets(app, tables, settings.exactly_once))
     ScoringAgent(app, settings, channels, tables, engine, metrics, committer)
     ProfileAgent(app, settings, channels, tables, engine, metrics, committer)
 

@@ -24,7 +24,7 @@ from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import dead_letter_outputs, decode_events
 from stream.worker.refresh import StateRefresher, stale_states
-from stream.worker.tables import writing_for
+from stream.worker.tables import read_value, write_value
 from stream.worker.transactions import Output
 
 MAX_BACKOFF_S = 10.0
@@ -72,18 +72,16 @@ class ScoringAgent(BatchAgent):
         outputs = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
         outputs += self._outputs(decoded.valid, outcomes)
 
-        async def write() -> None:
-            for user_id, cached in refreshed.items():
-                with writing_for(source[user_id]):  # the user's partition (store and changelog)
-                    self.tables.user_embeddings[user_id.encode()] = cached.to_bytes()
-            for user_id, state in states.items():
-                if isinstance(state, UserState):  # bytes: no event of the user was scored (all duplicates)
-                    with writing_for(source[user_id]):
-                        self.tables.user_windows[user_id.encode()] = state.to_bytes()
-            for user_id, event, raw in behind:
-                if user_id not in source:
-                    with writing_for(event):
-                        self.tables.user_windows[user_id.encode()] = raw
+        async def write() -> list[Output]:
+            windows, embeddings = self.tables.user_windows, self.tables.user_embeddings
+            changelog = [write_value(embeddings, source[user_id], user_id.encode(), cached.to_bytes())
+                         for user_id, cached in refreshed.items()]  # fmt: skip
+            changelog += [write_value(windows, source[user_id], user_id.encode(), state.to_bytes())
+                          for user_id, state in states.items()
+                          if isinstance(state, UserState)]  # bytes: only duplicates of the user  # fmt: skip
+            changelog += [write_value(windows, event, user_id.encode(), raw)
+                          for user_id, event, raw in behind if user_id not in source]  # fmt: skip
+            return changelog
 
         started = time.perf_counter()
         await self.committer.commit_batch(events, write, outputs)
@@ -123,15 +121,15 @@ class ScoringAgent(BatchAgent):
         decodes them into its working copy (no decode + copy here)."""
         states: dict[str, UserState | bytes] = dict(self.refresher.take_ready(source))
         for user_id in source.keys() - states.keys():
-            raw = self.tables.user_windows.get(user_id.encode())
+            raw = read_value(self.tables.user_windows, source[user_id], user_id.encode())
             if raw is not None:
                 states[user_id] = raw
         return states
 
     def _load_profiles(self, source: dict[str, Any]) -> dict[str, CachedProfile | None]:
         profiles: dict[str, CachedProfile | None] = {}
-        for user_id in source:
-            raw = self.tables.user_embeddings.get(user_id.encode())
+        for user_id, event in source.items():
+            raw = read_value(self.tables.user_embeddings, event, user_id.encode())
             profiles[user_id] = CachedProfile.from_bytes(raw) if raw is not None else None
         return profiles
 

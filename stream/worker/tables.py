@@ -2,18 +2,25 @@
 
 Values are our own compact bytes (the models' `UserState.to_bytes`, `CachedEmbedding.to_bytes`), so the
 changelog carries exactly what the backtest and the in-process evaluation reconstruct.
+
+The scoring agent reads and writes them in bulk (`read_value`, `write_value`): straight to the RocksDB
+database of the source event's partition, and the changelog record handed to the committer as one more
+`Output`, sent in the batch's record batches (inside its transaction under exactly_once). Faust's own
+`table[key] = value` sends each changelog record through its producer buffer one by one, and its
+conductor then waits for that buffer to ebb before each next message: ~13 % of the worker's Python
+time at full speed (py-spy, docs/BENCHMARKS.md). What Faust does besides is kept: the store's key
+index, and the changelog offset it records so a restart replays only the changelog's tail
+(`ChangelogOffsets`).
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.streams import _current_event
+
+from stream.worker.transactions import Output
 
 
 @dataclass(frozen=True)
@@ -34,17 +41,33 @@ def declare_tables(app: faust.App, partitions: int) -> Tables:
     )
 
 
-@contextmanager
-def writing_for(event: Any) -> Iterator[None]:
-    """Table writes inside go to `event`'s partition (RocksDB store and changelog).
+def read_value(table: faust.Table, source: Any, key: bytes) -> bytes | None:
+    """`table`'s value for `key`, read from the database of `source`'s partition (where it is written)."""
+    return table.data._db_for_partition(source.message.partition).get(key)
 
-    Faust takes that partition from the current event, a context variable. We set only the variable,
-    never `stream._set_current_event`: that also overwrites `stream.current_event`, which the
-    `take_events` buffer reads to pair each value with its event — the next message would then be
-    buffered as a copy of an old event, skipped as a duplicate, never acked: a lost score.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+
+def write_value(table: faust.Table, source: Any, key: bytes, value: bytes) -> Output:
+    """Write `key` → `value` to the database of `source`'s partition; → its changelog record, to send."""
+    store = table.data
+    partition = source.message.partition
+    store._db_for_partition(partition).put(key, value)
+    store._key_index[key] = partition
+    return Output(source, table.changelog_topic.get_topic_name(), key, value)
+
+
+class ChangelogOffsets:
+    """The last changelog offset each store holds, recorded as Faust's `_on_changelog_sent` does."""
+
+    def __init__(self, app: faust.App, tables: Tables, exactly_once: bool) -> None:
+        self.app, self.exactly_once = app, exactly_once
+        both = (tables.user_windows, tables.user_embeddings)
+        self.stores = {table.changelog_topic.get_topic_name(): table.data for table in both}
+
+    def __call__(self, topic: str, tp: Any, last_offset: int) -> None:
+        store = self.stores.get(topic)
+        if store is None:
+            return
+        if self.exactly_once:  # written to RocksDB when the partition's offsets commit
+            self.app.tables.persist_offset_on_commit(store, tp, last_offset)
+        else:
+            store.set_persisted_offset(tp, last_offset)

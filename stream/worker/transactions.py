@@ -56,7 +56,7 @@ from typing import Any
 import faust
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-Write = Callable[[], Awaitable[None]]
+Write = Callable[[], Awaitable[list['Output'] | None]]
 log = logging.getLogger(__name__)
 RECORD_BATCH_BYTES = 256 * 1024  # one produce batch; under the broker's 1 MB message.max.bytes
 
@@ -79,10 +79,12 @@ class BatchCommitter:
     """Commits micro-batches as `delivery` promises (module docstring); the worker's one writer."""
 
     def __init__(self, app: faust.App, exactly_once: bool,
-                 observe: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
+                 observe: Callable[[str, float], None] | None = None,
+                 on_delivered: Callable[[str, Any, int], None] | None = None) -> None:  # fmt: skip
         self.app = app
         self.exactly_once = exactly_once
         self.observe = observe  # (phase, seconds): "deliver" | "write" | "commit" (metrics)
+        self.on_delivered = on_delivered  # (topic, tp, last offset) of each record batch the broker acked
         self.failed: BaseException | None = None
         self.dirty = False  # state written locally since the last successful commit
         self._lock = asyncio.Lock()
@@ -158,7 +160,8 @@ class BatchCommitter:
         return [event for event in events if event.message.tp in assignment]
 
     async def commit_batch(self, events: Sequence[Any], write: Write, outputs: Iterable[Output] = ()) -> None:
-        """Commit a batch: `write` (its table writes), `outputs` (its records) and its input `events`.
+        """Commit a batch: `write` (its table writes; → their changelog records), `outputs` (its
+        records) and its input `events`.
 
         Returns once the batch is written and acked; under exactly_once its transaction's flush and
         commit go on in the background (`committed()` waits for them). Shielded: a worker stopping
@@ -186,9 +189,11 @@ class BatchCommitter:
                 await asyncio.gather(*await self._send(outputs))  # acknowledged before the state is written
                 self._observe("deliver", started)
             started = time.perf_counter()
-            await write()
+            changelog = await write() or []
             if self.exactly_once:
-                await self._send(outputs)
+                await self._send(outputs + changelog)
+            elif changelog:
+                await self._send(changelog)  # not awaited: a lost one only means a re-score elsewhere
             self._ack(events)
             self._observe("write", started)
             if self.exactly_once:
@@ -238,14 +243,26 @@ class BatchCommitter:
         for (transactional_id, topic, partition), records in groups.items():
             producer = self.app.producer
             if transactional_id is None:
-                futures += await _send_batches(producer._ensure_producer(), topic, partition, records)
-                continue
-            target = producer._transaction_producers.get(transactional_id)
-            if target is None:  # the partition was revoked mid-batch: its next owner reads it again
-                raise BatchFailed(f"no transaction producer for {transactional_id}")
-            async with producer._trn_locks[transactional_id]:
-                futures += await _send_batches(target, topic, partition, records)
+                sent = await _send_batches(producer._ensure_producer(), topic, partition, records)
+            else:
+                target = producer._transaction_producers.get(transactional_id)
+                if target is None:  # the partition was revoked mid-batch: its next owner reads it again
+                    raise BatchFailed(f"no transaction producer for {transactional_id}")
+                async with producer._trn_locks[transactional_id]:
+                    sent = await _send_batches(target, topic, partition, records)
+            for future, count in sent:
+                if self.on_delivered is not None:
+                    future.add_done_callback(self._delivered_callback(topic, count))
+                futures.append(future)
         return futures
+
+    def _delivered_callback(self, topic: str, count: int) -> Callable[[asyncio.Future[Any]], None]:
+        def delivered(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is None and self.on_delivered is not None:
+                metadata = future.result()
+                self.on_delivered(topic, metadata.topic_partition, metadata.offset + count - 1)
+
+        return delivered
 
     def _transactional_id(self, source: Any) -> str | None:
         """The id Faust commits `source`'s partition with (exactly_once), else None."""
@@ -265,8 +282,10 @@ class BatchCommitter:
         await self.app.crash(exc)
 
 
-async def _send_batches(producer: Any, topic: str, partition: int, records: list[Output]) -> list[Any]:
-    """`records` as record batches of ≤ RECORD_BATCH_BYTES on one partition (aiokafka `send_batch`)."""
+async def _send_batches(producer: Any, topic: str, partition: int,
+                        records: list[Output]) -> list[tuple[Any, int]]:  # fmt: skip
+    """`records` as record batches of ≤ RECORD_BATCH_BYTES on one partition (aiokafka `send_batch`);
+    → (the broker's acknowledgement, records in it) per batch."""
     txn = producer._txn_manager
     transactional = txn is not None and txn.transactional_id is not None
 
@@ -274,12 +293,14 @@ async def _send_batches(producer: Any, topic: str, partition: int, records: list
         codec = producer._message_accumulator._compression_type  # the producer's compression attribute
         return BatchBuilder(RECORD_BATCH_BYTES, codec, is_transactional=transactional)
 
-    futures, batch = [], builder()
+    sent: list[tuple[Any, int]] = []
+    batch, count = builder(), 0
     for record in records:
         if batch.append(timestamp=None, key=record.key, value=record.value) is None:
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-            batch = builder()
+            sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+            batch, count = builder(), 0
             if batch.append(timestamp=None, key=record.key, value=record.value) is None:
                 raise BatchFailed(f"a {len(record.value)}-byte record does not fit a record batch")
-    futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return futures
+        count += 1
+    sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+    return sent

@@ -49,3 +49,15 @@ def test_each_run_gets_new_transactions(tmp_path: Path) -> None:
     ids = [t.txn_id for run in runs for t in run]
     assert len(set(ids)) == len(ids), "a replayed txn id would be skipped as a duplicate"
     assert all(t.timestamp > start for run in runs for t in run)
+
+
+def test_choices_are_checked_with_one_clear_line() -> None:
+    from stream.bench_stream import parse_choices
+
+    assert parse_choices("--delivery", "exactly_once, at_least_once", ("exactly_once", "at_least_once")) == (
+        "exactly_once", "at_least_once")  # fmt: skip
+    assert parse_choices("--processes", "1,2", None) == ("1", "2")
+    with pytest.raises(PantherError, match="--processes: '0'"):
+        parse_choices("--processes", "1,0", None)
+    with pytest.raises(PantherError, match="--sizes: 'huge' is not one of demo, panther"):
+        parse_choices("--sizes", "huge", ("demo", "panther"))
