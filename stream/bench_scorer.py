@@ -191,7 +191,7 @@ class _Served:
     """The artefact exported (with the reference model) and served by a local tritonserver."""
 
     def __init__(self, path: Path, work: Path, device: str) -> None:
-        from stream.broker import free_ports
+        from panther_common.ports import free_ports
         from triton_repo.export import export_model_repository
         from triton_repo.server import LocalTriton
 

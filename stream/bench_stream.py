@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from stream.broker import LocalKafka, free_port, free_ports, port_is_free
+from panther_common.ports import free_port, free_ports, port_is_free
+from stream.broker import LocalKafka
 from stream.errors import PantherError
 from stream.events import Transaction
 from stream.files import read_events
@@ -433,7 +434,7 @@ def free_port_block(count: int) -> int:
     """A first port such that it and the `count - 1` after it are free (the worker processes' web ports)."""
     for _ in range(50):
         first = free_port()
-        if all(port_is_free(first + i) for i in range(1, count)):
+        if all(port_is_free("127.0.0.1", first + i) for i in range(1, count)):
             return first
     raise PantherError(f"no block of {count} free ports found")
 

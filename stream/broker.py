@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,7 +35,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stream.daemon import PidFileProcess, process_matches, run_foreground
+from panther_common.daemon import PidFileProcess, process_matches, run_foreground
+from panther_common.ports import port_is_free
 
 if TYPE_CHECKING:
     from stream.settings import Settings
@@ -84,22 +84,6 @@ class BrokerStatus:
     bootstrap: str
     version: str
     data_dir: Path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (for tests; racy by nature, so use it at once)."""
-    return free_ports(1, host)[0]
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports, all held open while choosing so none is handed out twice."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
-            ports.append(sock.getsockname()[1])
-        return ports
 
 
 def new_cluster_id() -> str:
@@ -472,17 +456,6 @@ def probe_metadata(bootstrap: str, timeout_s: float) -> tuple[str, int] | None:
     except KafkaException:
         return None
     return str(meta.cluster_id), len(meta.brokers)
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a listener could bind host:port now (SO_REUSEADDR like the JVM, so TIME_WAIT is ok)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 @cache

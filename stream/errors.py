@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+from panther_common.errors import PantherError
 
-class PantherError(Exception):
-    """Something the user can fix (bad file, unreachable service, wrong flag); the message says how."""
-
-    exit_code = 2
+__all__ = ["KafkaUnreachable", "PantherError"]
 
 
 class KafkaUnreachable(PantherError):

@@ -26,6 +26,16 @@ from stream.events import UserProfile
 
 
 @dataclass(frozen=True)
+class ServingContract:
+    """What the artefact's scorer answers with — read from its files, so a worker scoring through
+    Triton needs neither torch nor an in-process copy of the model to know it."""
+
+    max_len: int  # L: the encoder's window
+    signal_names: tuple[str, ...]  # the reasons' order
+    sequence_dim: int  # S: the head's own cached sequence input (0: none)
+
+
+@dataclass(frozen=True)
 class LiveModel:
     path: Path
     model_version: str
@@ -35,6 +45,7 @@ class LiveModel:
     next_token: NextTokenTable  # the frozen encoder's item table: log P_u(x) from a cached h_u
     tags: ModelTags  # which model the cached per-user state belongs to
     head_sha256: str  # the fraud head's weights (fraud_head.json)
+    contract: ServingContract | None = None  # None: an artefact fitted before it was recorded
 
     @classmethod
     def from_artifact_dir(cls, path: str | Path) -> LiveModel:
@@ -49,6 +60,11 @@ class LiveModel:
         schema = config.get("profile_schema")
         model_version = str(config["model_version"])
         head_sha256 = str(head_info.get("weights_sha256", ""))
+        serving = head_info.get("serving")
+        contract = None
+        if serving is not None:
+            contract = ServingContract(int(config["model"]["max_len"]), tuple(serving["signal_names"]),
+                                       int(serving["sequence_dim"]))  # fmt: skip
         return cls(
             path=path,
             model_version=model_version,
@@ -58,6 +74,7 @@ class LiveModel:
             next_token=NextTokenTable.from_artifact_dir(path, float(head_info.get("temperature", 1.0))),
             tags=ModelTags.of(model_version, head_sha256),
             head_sha256=head_sha256,
+            contract=contract,
         )
 
     @property

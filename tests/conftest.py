@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from stream.broker import BrokerError, LocalKafka, ToolMissing, free_ports
+from panther_common.ports import free_ports
+from stream.broker import BrokerError, LocalKafka, ToolMissing
 from stream.settings import Settings
 
 EXTERNAL_ENV = "PANTHER_KAFKA_BOOTSTRAP"

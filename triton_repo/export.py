@@ -27,7 +27,7 @@ from string import Template
 from typing import Any, Literal
 
 from models.artifact import ArtifactError
-from stream.errors import PantherError
+from panther_common.errors import PantherError
 from triton_repo.backend import ARTIFACT_DIR
 from triton_repo.runner import ArtefactRunner
 from triton_repo.schema import (

@@ -37,14 +37,12 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from stream.daemon import PidFileProcess, process_matches, run_foreground
-from stream.errors import PantherError
+from panther_common.daemon import PidFileProcess, process_matches, run_foreground
+from panther_common.errors import PantherError
+from panther_common.ports import port_is_free
 from triton_repo.schema import MODELS, WORKER_MODELS
-
-if TYPE_CHECKING:
-    from stream.settings import Settings
 
 PYTRITON_HINT = "install it with `pip install --no-deps nvidia-pytriton==0.7.0`"
 
@@ -208,8 +206,9 @@ class LocalTriton:
         self._process = PidFileProcess(self.pid_file, _is_tritonserver)
 
     @classmethod
-    def from_settings(cls, settings: Settings, repo: Path | None = None, **overrides: object) -> LocalTriton:
-        """The server `panther triton …` manages: `PANTHER_TRITON_*` host, ports and repository."""
+    def from_settings(cls, settings: Any, repo: Path | None = None, **overrides: object) -> LocalTriton:
+        """The server `panther triton …` manages: `PANTHER_TRITON_*` host, ports and repository
+        (`settings`: the stream's `Settings`, read by field name — triton_repo imports nothing of it)."""
         kwargs: dict[str, object] = {
             "home": settings.home,
             "repo": repo if repo is not None else settings.triton_repo,
@@ -400,8 +399,6 @@ class LocalTriton:
         )
 
     def _refuse_taken_ports(self) -> None:
-        from stream.broker import port_is_free
-
         for name, port in (
             ("http", self.http_port),
             ("grpc", self.grpc_port),

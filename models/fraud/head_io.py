@@ -75,11 +75,27 @@ def save_head(
         "model_version": art.model_version,
         "fine_tuned_encoder": encoder_state is not None,
         "summary": summary or {},
+        "serving": serving_contract(head, schema, art.config["model"], encoder_state is not None),
     }
     tmp = out / (HEAD_JSON + ".tmp")
     tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", "utf-8")
     tmp.replace(out / HEAD_JSON)
     return out
+
+
+def serving_contract(head: FraudHead, schema: FeatureSchema, encoder: dict[str, Any],
+                     fine_tuned: bool) -> dict[str, Any]:  # fmt: skip
+    """What a scorer of this head answers with, recorded so a worker reads it without torch
+    (`stream.live_model.LiveModel.contract`): the reasons' signal order and the cached sequence width
+    (the same values as `FraudScorer.signal_names` / `.sequence_dim`; tested on the default head)."""
+    from models.fraud.reasons import SignalMap
+
+    kind = head.config.sequence
+    if kind == "textcnn":
+        sequence_dim = head.config.sequence_dim()
+    else:
+        sequence_dim = int(encoder["d_model"]) if kind == "panther" and fine_tuned else 0
+    return {"signal_names": list(SignalMap.build(head, schema.signals).names), "sequence_dim": sequence_dim}
 
 
 def load_head(artifact: Artifact, device: str | torch.device = "cpu") -> HeadBundle:

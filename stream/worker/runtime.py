@@ -12,9 +12,8 @@ import numpy as np
 
 from stream.engine import ScoringEngine
 from stream.errors import PantherError
-from stream.live_model import LiveModel
+from stream.live_model import LiveModel, ServingContract
 from stream.scoring import (
-    InProcessScorer,
     RefreshRequest,
     RefreshResult,
     Scorer,
@@ -43,28 +42,26 @@ class ReconnectingTritonScorer:
     and the engine degrades (fallback) or pauses, as configured.
     """
 
-    def __init__(self, settings: Settings, reference: Scorer, head_sha256: str) -> None:
+    def __init__(self, settings: Settings, model_version: str, contract: ServingContract,
+                 head_sha256: str) -> None:  # fmt: skip
         self.settings = settings
-        self.reference = reference  # same artefact: model_version, max_len and signal order
+        self.model_version = model_version  # the worker's artefact: Triton must serve the same
+        self.contract = contract
         self.head_sha256 = head_sha256
         self._scorer: Any = None
         self._lock = asyncio.Lock()
 
     @property
-    def model_version(self) -> str:
-        return self.reference.model_version
-
-    @property
     def max_len(self) -> int:
-        return self.reference.max_len
+        return self.contract.max_len
 
     @property
     def signal_names(self) -> tuple[str, ...]:
-        return self.reference.signal_names
+        return self.contract.signal_names
 
     @property
     def sequence_dim(self) -> int:
-        return self.reference.sequence_dim
+        return self.contract.sequence_dim
 
     async def _connected(self) -> Any:
         from stream.scoring import TritonScorer
@@ -127,13 +124,23 @@ class Worker:
 def build_worker(settings: Settings) -> Worker:
     model_dir = settings.model_dir or settings.home / "model"
     live = LiveModel.from_artifact_dir(model_dir)
-    in_process = InProcessScorer.from_artifact(model_dir, threads=settings.torch_threads)
+
+    def in_process() -> Scorer:  # loads torch: only when the worker scores, or falls back, in-process
+        from stream.scoring import InProcessScorer
+
+        return InProcessScorer.from_artifact(model_dir, threads=settings.torch_threads)
+
     if settings.scorer == "inprocess":
-        primary: Any = in_process
+        primary: Any = in_process()
         fallback = None
     else:
-        primary = ReconnectingTritonScorer(settings, in_process, live.head_sha256)
-        fallback = in_process if settings.degraded_mode == "fallback" else None
+        fallback = in_process() if settings.degraded_mode == "fallback" else None
+        contract = live.contract
+        if contract is None:  # fitted before fraud_head.json recorded it: ask the model itself
+            reference = fallback or in_process()
+            contract = ServingContract(reference.max_len, tuple(reference.signal_names),
+                                       reference.sequence_dim)  # fmt: skip
+        primary = ReconnectingTritonScorer(settings, live.model_version, contract, live.head_sha256)
     engine = ScoringEngine(live, primary, settings.alert_threshold, fallback=fallback)
     app = create_app(settings)
     channels = declare_channels(app, settings)

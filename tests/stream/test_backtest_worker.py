@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from panther_common.ports import free_port
 from stream.backtest import BacktestConfig, ModelSpec, TimeRange, run_backtest
 from stream.backtest.config import epoch_ms
-from stream.broker import free_port
 from stream.produce import produce_file
 from stream.settings import Settings
 from stream.topics import create_topics

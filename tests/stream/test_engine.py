@@ -49,6 +49,31 @@ def test_the_stream_scores_without_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)
 
 
+def test_a_worker_scoring_through_triton_loads_no_torch(tiny_model: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    """With PANTHER_SCORER=triton and PANTHER_DEGRADED_MODE=pause the whole worker is numpy-only: the
+    scorer's contract (L, reasons' order, sequence width) comes from the artefact's files."""
+    model, _ = tiny_model
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys\n"
+            "from stream.settings import Settings\n"
+            "from stream.worker.runtime import build_worker\n"
+            f"worker = build_worker(Settings(model_dir={str(model)!r}, worker_data_dir={str(tmp_path)!r}, "
+            "scorer='triton', degraded_mode='pause'))\n"
+            "assert worker.engine.fallback is None\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "engine = worker.engine\n"
+            "print(engine.max_len, ','.join(engine.signal_names), engine.scorer.sequence_dim)")
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"PYTHONPATH": path}
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env, capture_output=True,
+                         text=True).stdout.split()  # fmt: skip
+    from stream.scoring import InProcessScorer
+
+    scorer = InProcessScorer.from_artifact(model)
+    assert out == [str(scorer.max_len), ",".join(scorer.signal_names), str(scorer.sequence_dim)]
+
+
 class FakeEngine:
     """Counts refresh calls; each takes `delay` seconds; `fail` makes the next one raise."""
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stream.broker import LocalKafka, free_ports
+from panther_common.ports import free_ports
+from stream.broker import LocalKafka
 from stream.live_traffic import plan_passes
 from stream.produce import DeliveryReport, _send, make_producer, produce_file
 from stream.settings import Settings

@@ -111,7 +111,7 @@ def test_rate_limited_produce_takes_the_expected_time(
 
 
 def test_unreachable_broker_is_one_clear_error(tmp_path: Path) -> None:
-    from stream.broker import free_port
+    from panther_common.ports import free_port
 
     settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_timeout_s=2)
     path = tmp_path / "transactions.parquet"

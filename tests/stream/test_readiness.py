@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from stream.broker import free_ports
+from panther_common.ports import free_ports
 from stream.readiness import (
     NotReady,
     kafka_probe,

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from stream.broker import free_port
+from panther_common.ports import free_port
 from stream.triton_client import (
     CircuitBreaker,
     CircuitOpen,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stream.broker import free_port
+from panther_common.ports import free_port
 from stream.events import Transaction
 from stream.files import read_events
 from stream.produce import produce_file

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import free_ports
+from panther_common.ports import free_ports
 from triton_repo.export import export_model_repository
 from triton_repo.server import LocalTriton, TritonBinaryMissing, TritonServerError, find_distribution
 from triton_repo.synthetic import make_artifact

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import free_ports
+from panther_common.ports import free_ports
 from tests.triton_repo.fixtures import Served, new_server, require_tritonserver, shared_served, tiny_artifact
 from triton_repo import server as server_module
 from triton_repo.schema import MODELS, SPRM, USER_ENCODER
