@@ -327,7 +327,7 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
     lags = [seen[3] for seen in got.values()]
 
     def phase_ms(phase: str) -> float:
-        key = f'panther_commit_phase_seconds_sum{{phase="{phase}"}}'
+        key = f'panther_batch_phase_seconds_sum{{phase="{phase}"}}'
         return round(1000 * batches.get(key, 0.0) / count, 1)
 
     return {
@@ -349,9 +349,8 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
             "mean_ms": round(1000 * batches.get("panther_batch_seconds_sum", 0.0) / count, 1),
             "score_ms": round(1000 * batches.get("panther_score_seconds_sum", 0.0) / count, 1),
             "handoff_ms": round(1000 * batches.get("panther_commit_seconds_sum", 0.0) / count, 1),
-            "deliver_ms": phase_ms("deliver"),
-            "write_ms": phase_ms("write"),
-            "commit_ms": phase_ms("commit"),
+            **{f"{phase}_ms": phase_ms(phase) for phase in ("decode", "settle", "load", "outputs", "deliver",
+                                                            "write", "commit")},
             "busy_share": round(batches.get("panther_batch_seconds_sum", 0.0) / wall, 2),
         },
     }
@@ -362,7 +361,7 @@ def worker_batches(worker: WorkerProcess) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in worker.metrics_text().splitlines():
         name, _, value = line.rpartition(" ")
-        if name.startswith(("panther_batch_", "panther_score_seconds", "panther_commit_")) and (
+        if name.startswith(("panther_batch_", "panther_score_seconds", "panther_commit_seconds")) and (
             "_sum" in name or "_count" in name
         ):
             out[name] = out.get(name, 0.0) + float(value)

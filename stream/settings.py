@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # Natural batching (stream/worker/batches.py): a batch is whatever arrived while the previous one
     # was processed (≤ batch_max); only an idle worker waits, at most batch_within_s after a first event.
     batch_within_s: float = Field(default=0.005, ge=0)
+    # Python's GIL switch interval in the worker (sys.setswitchinterval): Faust's consumer thread needs
+    # many short turns; Python's 5 ms default starved it (stream/worker/runtime.py).
+    gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.1)
     window_length: int = Field(default=100, ge=1)
     alert_threshold: float = Field(default=0.5, ge=0, le=1)
     embedding_ttl_s: float = Field(default=24 * 3600, gt=0)

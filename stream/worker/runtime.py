@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +149,7 @@ def build_worker(settings: Settings) -> Worker:
     metrics = WorkerMetrics()
 
     def observe(phase: str, seconds: float) -> None:
-        metrics.commit_phase_seconds.labels(phase).observe(seconds)
+        metrics.phase_seconds.labels(phase).observe(seconds)
 
     committer = BatchCommitter(app, exactly_once=settings.exactly_once, observe=observe,
                                on_delivered=ChangelogOffsets(app, tables, settings.exactly_once))
@@ -180,9 +181,15 @@ class _Worker(faust.Worker):
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Blocks until the worker is stopped (SIGTERM/SIGINT); Faust's Worker handles the signals.
 
+    The GIL switch interval is shortened first (`PANTHER_GIL_SWITCH_INTERVAL_S`): Faust fetches in a
+    thread of its own, and with Python's default 5 ms each of its many short turns waited for the
+    scoring thread's slice — at 1,000 events/s the worker sat idle 40 % of the time while records
+    piled up in front of it (docs/BENCHMARKS.md, issue 14).
+
     Under exactly-once the local table store is kept only if the previous run shut down cleanly, and
     marked clean again only if everything this run wrote was committed (see state_dir.py).
     """
+    sys.setswitchinterval(settings.gil_switch_interval_s)
     worker = build_worker(settings)
     local = LocalState(worker.app.conf.tabledir) if worker.committer.exactly_once else None
     if local is not None and not local.open():

@@ -54,23 +54,35 @@ class ScoringAgent(BatchAgent):
 
     async def process(self, events: list[Any]) -> None:
         """Decode and score (nothing written yet), then write state and outputs as one transaction."""
-        batch_started = time.perf_counter()
+        batch_started = started = time.perf_counter()
+        phase = self.metrics.phase_seconds
+
+        def lap(name: str) -> None:
+            nonlocal started
+            now = time.perf_counter()
+            phase.labels(name).observe(now - started)
+            started = now
+
         decoded = decode_events(events, Transaction, self.channels.transactions.get_topic_name(),
                                 self.settings.max_message_bytes)  # fmt: skip
         source = {txn.user_id: event for event, txn in decoded.valid}  # a user's events share a partition
         txns = [txn for _, txn in decoded.valid]
+        lap("decode")
         stale_ok = await self.refresher.settle(source)
+        lap("settle")
         states = self._load_states(source)
         profiles = self._load_profiles(source)
         refreshed = await self._refresh_stale(profiles)
-        started = time.perf_counter()
+        lap("load")
         rows_before = self.engine.encoder_rows
         outcomes = await self._score_with_backoff(txns, states, profiles, stale_ok) if txns else []
         self.metrics.score_seconds.observe(time.perf_counter() - started)
         self.metrics.encoder_rows.inc(self.engine.encoder_rows - rows_before)
+        lap("score")
         behind = self.refresher.drain_ready()  # refreshed caches of other users: persisted with this batch
         outputs = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
         outputs += self._outputs(decoded.valid, outcomes)
+        lap("outputs")
 
         async def write() -> list[Output]:
             windows, embeddings = self.tables.user_windows, self.tables.user_embeddings
