@@ -348,7 +348,7 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
             "mean_size": round(batches.get("panther_batch_size_sum", 0.0) / count, 1),
             "mean_ms": round(1000 * batches.get("panther_batch_seconds_sum", 0.0) / count, 1),
             "score_ms": round(1000 * batches.get("panther_score_seconds_sum", 0.0) / count, 1),
-            "handoff_ms": round(1000 * batches.get("panther_commit_seconds_sum", 0.0) / count, 1),
+            "committer_ms": round(1000 * batches.get("panther_commit_seconds_sum", 0.0) / count, 1),
             **{f"{phase}_ms": phase_ms(phase) for phase in ("decode", "settle", "load", "outputs", "deliver",
                                                             "write", "commit")},
             "busy_share": round(batches.get("panther_batch_seconds_sum", 0.0) / wall, 2),
@@ -471,6 +471,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                 pids["broker"] = pid
         stack = Stack(base, bootstrap, root, pids, say)
         results: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []  # configurations that could not run (reported, not hidden)
         standalone_by_size: dict[str, Any] = {}
         models: dict[str, Any] = {}
         for size in sizes:
@@ -504,8 +505,15 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                 for k, (count, delivery) in enumerate(configs):
                     warmup, *measured = all_runs[k * per_config : (k + 1) * per_config]
                     runs = list(zip(rates, measured, strict=True))
-                    results += run_stack(stack, size, model, data, triton, scorer, delivery, count, runs,
-                                         warmup[:WARMUP_EVENTS], timeout_s, reference)  # fmt: skip
+                    try:
+                        results += run_stack(stack, size, model, data, triton, scorer, delivery, count, runs,
+                                             warmup[:WARMUP_EVENTS], timeout_s, reference)  # fmt: skip
+                    except PantherError as exc:  # one configuration failing does not void the others
+                        say(f"{size} · {delivery} · {count} process(es) failed: {exc}")
+                        failures.append({"size": size, "delivery": delivery, "processes": count,
+                                         "error": str(exc)})  # fmt: skip
+        if not results:
+            raise PantherError(f"no configuration ran: {failures}")
         first = results[0]["size"]
         full = [r for r in results if r["rate"] == "max" and r["size"] == first and r["processes"] == 1
                 and r["delivery"] == "exactly_once"]  # fmt: skip
@@ -522,6 +530,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
             "partitions": base.partitions,
             "standalone": standalone_by_size,
             "runs": results,
+            "failed": failures,
             "duplicates": sum(r["duplicates"] for r in results),
             "lost": sum(r["lost"] for r in results),
             "pipeline_efficiency": round(best / standalone_by_size[first]["scorer_ev_s"], 2),

@@ -32,14 +32,14 @@ class WorkerMetrics:
             registry=registry, buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )  # fmt: skip
         self.commit_seconds = Histogram(
-            "panther_commit_seconds", "the agent's wait to hand a micro-batch to the committer",
+            "panther_commit_seconds", "the committer's time per micro-batch (deliver, write, commit)",
             registry=registry, buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )  # fmt: skip
         self.phase_seconds = Histogram(
             "panther_batch_phase_seconds",
             "per micro-batch: decode, settle (waiting for a running refresh of its users), load (states, "
             "profiles), score, outputs, deliver (at_least_once: outputs acknowledged), write (tables, "
-            "sends, acks), commit (exactly_once: flush + transaction, behind the next batch)", ["phase"],
+            "sends, acks), commit (exactly_once: flush + transaction)", ["phase"],
             registry=registry, buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )  # fmt: skip
         self.lag_seconds = Histogram(

@@ -1,9 +1,9 @@
 """A micro-batch's outputs, state and input offsets, committed as the delivery mode promises.
 
 - `exactly_once` (default): one Kafka transaction per micro-batch — its outputs, its state changes
-  (table changelogs) and its input offsets commit together or not at all. The transaction's flush and
-  commit run *behind* the next batch: `commit_batch` returns once the batch is written and acked, the
-  next batch is decoded and scored meanwhile, and its own writes wait for this commit (one lock).
+  (table changelogs) and its input offsets commit together or not at all. (Committing behind the next
+  batch was tried: with two workers starting side by side the group hung in a rebalance in 2 of 6
+  starts, 0 of 2 without it, and it bought no throughput; docs/BENCHMARKS.md, issue 14.)
 - `at_least_once`: the outputs are sent and acknowledged by the broker *before* the state that
   reflects them is written, and the offsets are committable only after that. A crash can therefore
   repeat a score (a batch delivered but not yet written is scored again, same key and txn_id), never
@@ -90,7 +90,6 @@ class BatchCommitter:
         self._lock = asyncio.Lock()
         self._commit: Callable[..., Awaitable[bool]] | None = None
         self._acking: set[tuple[Any, int]] = set()  # (tp, offset) of the batch being committed
-        self._tail: asyncio.Future[None] | None = None  # exactly_once: the commit still in flight
 
     @property
     def clean(self) -> bool:
@@ -161,70 +160,44 @@ class BatchCommitter:
 
     async def commit_batch(self, events: Sequence[Any], write: Write, outputs: Iterable[Output] = ()) -> None:
         """Commit a batch: `write` (its table writes; → their changelog records), `outputs` (its
-        records) and its input `events`.
+        records) and its input `events`, as the delivery mode promises.
 
-        Returns once the batch is written and acked; under exactly_once its transaction's flush and
-        commit go on in the background (`committed()` waits for them). Shielded: a worker stopping
-        mid-batch lets the batch finish, so the shutdown commit (which waits for the lock) sees it whole.
+        Shielded: a worker stopping mid-batch lets the batch finish, so the shutdown commit (which
+        waits for the lock) sees it whole.
         """
         self.install()
-        await asyncio.shield(asyncio.ensure_future(self._write(events, write, list(outputs))))
+        await asyncio.shield(asyncio.ensure_future(self._locked(events, write, list(outputs))))
 
-    async def committed(self) -> None:
-        """Wait until the last batch's transaction (exactly_once) has committed; raise if it failed."""
-        if self._tail is not None:
-            await asyncio.shield(self._tail)
-        if self.failed is not None:
-            raise BatchFailed("a batch failed; not committing") from self.failed
-
-    async def _write(self, events: Sequence[Any], write: Write, outputs: list[Output]) -> None:
-        await self._lock.acquire()
-        handed_off = False
-        try:
+    async def _locked(self, events: Sequence[Any], write: Write, outputs: list[Output]) -> None:
+        async with self._lock:
             if self.failed is not None:
                 raise BatchFailed("an earlier batch failed; not committing") from self.failed
             self.dirty = True
-            if not self.exactly_once:
+            try:
+                if not self.exactly_once:
+                    started = time.perf_counter()
+                    await asyncio.gather(*await self._send(outputs))  # acknowledged before the state
+                    self._observe("deliver", started)
                 started = time.perf_counter()
-                await asyncio.gather(*await self._send(outputs))  # acknowledged before the state is written
-                self._observe("deliver", started)
-            started = time.perf_counter()
-            changelog = await write() or []
-            if self.exactly_once:
-                await self._send(outputs + changelog)
-            elif changelog:
-                await self._send(changelog)  # not awaited: a lost one only means a re-score elsewhere
-            self._ack(events)
-            self._observe("write", started)
-            if self.exactly_once:
-                self._tail = asyncio.ensure_future(self._finish())  # releases the lock when committed
-                handed_off = True
-            else:
-                self.dirty = False  # offsets committable; Faust's commit timer commits them
-        except BaseException as exc:
-            self.failed = exc
-            raise
-        finally:
-            if not handed_off:
-                self._lock.release()
-
-    async def _finish(self) -> None:
-        """exactly_once: flush (changelog writes sit in Faust's buffer until here) and commit."""
-        started = time.perf_counter()
-        try:
-            await self.app.producer.flush()
-            assert self._commit is not None
-            await self._commit()
-            if self.app.crash_reason is not None:  # Faust reports a fenced commit by crashing
-                raise BatchFailed("commit failed") from self.app.crash_reason
+                changelog = await write() or []
+                if self.exactly_once:
+                    await self._send(outputs + changelog)
+                elif changelog:
+                    await self._send(changelog)  # not awaited: a lost one means a re-score elsewhere
+                self._ack(events)
+                self._observe("write", started)
+                if self.exactly_once:
+                    started = time.perf_counter()
+                    await self.app.producer.flush()  # changelog writes sit in Faust's buffer until here
+                    assert self._commit is not None
+                    await self._commit()
+                    if self.app.crash_reason is not None:  # Faust reports a fenced commit by crashing
+                        raise BatchFailed("commit failed") from self.app.crash_reason
+                    self._observe("commit", started)
+            except BaseException as exc:
+                self.failed = exc
+                raise
             self.dirty = False
-            self._observe("commit", started)
-        except BaseException as exc:
-            log.error("committing a batch failed (%s: %s); stopping", type(exc).__name__, exc)
-            self.failed = self.failed or exc
-            await self.app.crash(exc)
-        finally:
-            self._lock.release()
 
     def _ack(self, events: Sequence[Any]) -> None:
         self._acking = {(event.message.tp, event.message.offset) for event in events}

@@ -1,7 +1,7 @@
 """`BatchCommitter` against a fake Faust app: what each delivery mode does, in which order.
 
 The real-broker proofs are the worker tests (exactly once, kills, restarts); these pin the protocol:
-exactly_once writes, sends, acks, then flushes and commits *behind* the caller, one batch at a time;
+exactly_once writes, sends, acks, flushes and commits, one batch at a time;
 at_least_once has every output acknowledged before the state is written; outputs leave as one record
 batch per (topic, partition); a failed commit poisons the committer and stops the app.
 """
@@ -91,18 +91,17 @@ def writer(log: list[str], name: str, changelog: list[Output] | None = None) -> 
     return write
 
 
-async def test_exactly_once_commits_behind_the_next_batch_one_transaction_at_a_time() -> None:
+async def test_exactly_once_writes_sends_acks_then_commits_one_transaction_at_a_time() -> None:
     log: list[str] = []
     app = fake_app(log, commit_delay_s=0.05)
     committer = BatchCommitter(app, exactly_once=True)
     first, second = [Event(app, 0, 1), Event(app, 1, 1)], [Event(app, 0, 2)]
     outputs = [Output(first[0], "scores", b"u", b"s1"), Output(first[1], "scores", b"v", b"s2")]
-    await committer.commit_batch(first, writer(log, "1"), outputs)
-    assert "commit end" not in log  # returned before its commit ended
-    await committer.commit_batch(second, writer(log, "2"))  # waits for the first commit
-    await committer.committed()
-    assert log.index("commit end") < log.index("write 2"), log
-    assert log[:3] == ["write 1", "send scores/0 x1", "send scores/1 x1"], log
+    await asyncio.gather(committer.commit_batch(first, writer(log, "1"), outputs),
+                         committer.commit_batch(second, writer(log, "2")))  # fmt: skip
+    assert log[:6] == ["write 1", "send scores/0 x1", "send scores/1 x1", "flush", "commit start",
+                       "commit end"], log  # fmt: skip
+    assert log.index("commit end") < log.index("write 2"), log  # the second waited for the first
     assert app.acked == [1, 1, 2] and committer.clean
 
 
@@ -126,19 +125,18 @@ async def test_outputs_leave_as_one_record_batch_per_partition_and_report_their_
     events = [Event(app, p, o) for p, o in ((0, 1), (1, 1), (0, 2), (0, 3))]
     outputs = [Output(e, "scores", b"k", b"v") for e in events]
     await committer.commit_batch(events, writer(log, "1"), outputs)
-    await committer.committed()
     await asyncio.sleep(0)  # done callbacks run on the next loop turn
     assert [line for line in log if line.startswith("send")] == ["send scores/0 x3", "send scores/1 x1"]
     assert sorted(delivered) == [("scores", ("scores", 0), 2), ("scores", ("scores", 1), 0)]
 
 
-async def test_a_failed_commit_poisons_the_committer_and_stops_the_app() -> None:
+async def test_a_failed_commit_poisons_the_committer() -> None:
     log: list[str] = []
     app = fake_app(log, fail_commit=True)
     committer = BatchCommitter(app, exactly_once=True)
-    await committer.commit_batch([Event(app, 0, 1)], writer(log, "1"))
-    with pytest.raises(BatchFailed):
-        await committer.committed()
+    with pytest.raises(RuntimeError, match="fenced"):
+        await committer.commit_batch([Event(app, 0, 1)], writer(log, "1"))
+    await committer.fail(RuntimeError("fenced"))  # what the agent does with a failed batch
     assert "crash RuntimeError" in log and not committer.clean
     with pytest.raises(BatchFailed):
         await committer.commit_batch([Event(app, 0, 2)], writer(log, "2"))
