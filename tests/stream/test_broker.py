@@ -22,13 +22,13 @@ from aiokafka.structs import TopicPartition as AioTopicPartition
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from panther_common.ports import free_ports
 from stream.broker import (
     BrokerAlreadyRunning,
     BrokerStartError,
     FormatError,
     LocalKafka,
     PortInUse,
-    free_ports,
     new_cluster_id,
     render_properties,
     server_properties,
