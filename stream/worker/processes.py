@@ -37,9 +37,11 @@ def process_environment(settings: Settings, index: int) -> dict[str, str]:
     return env
 
 
-def run_processes(settings: Settings, processes: int, args: list[str]) -> int:
-    """Start `processes` workers (`panther worker ARGS`), supervise them, → the exit status."""
-    command = [sys.executable, "-m", "stream.cli", "worker", *args]
+def run_processes(settings: Settings, processes: int, args: list[str],
+                  command: list[str] | None = None) -> int:  # fmt: skip
+    """Start `processes` workers (`panther worker ARGS`; `command` replaces it in tests), supervise
+    them, → the exit status."""
+    command = command or [sys.executable, "-m", "stream.cli", "worker", *args]
     children = [
         subprocess.Popen(command, env={**os.environ, **process_environment(settings, i)})
         for i in range(processes)
