@@ -52,6 +52,7 @@ from stream.live_traffic import plan_passes
 from stream.produce import RateLimiter, make_producer, produce_file
 from stream.settings import Settings
 from stream.topics import create_topics
+from stream.worker.processes import STOP_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -139,7 +140,7 @@ class WorkerProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(30)
+                self.proc.wait(STOP_TIMEOUT_S + 15)  # the supervisor's own bound on its workers
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 

@@ -7,13 +7,16 @@ the partitions among them and moves them on a rebalance; each its own web port (
 `PANTHER_WORKER_DATA_DIR`/p<i>); with static membership, `PANTHER_WORKER_GROUP_INSTANCE_ID`-<i>.
 
 Supervision is deliberately thin: SIGTERM/SIGINT reach every process (each shuts down cleanly on its
-own), and when one exits on its own the others are stopped and the supervisor exits with its status.
+own; one still running after STOP_TIMEOUT_S is killed), when one exits on its own the others are
+stopped and the supervisor exits with its status, and on Linux a process dies with its supervisor
+(PR_SET_PDEATHSIG) — a killed supervisor leaves no worker behind holding partitions.
 A machine never runs silently at part capacity; the process manager above (systemd, Kubernetes,
 honcho) restarts the whole set. More partitions than processes are needed for all of them to work.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -25,6 +28,7 @@ from types import FrameType
 from stream.settings import Settings
 
 STOP_TIMEOUT_S = 60.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def process_environment(settings: Settings, index: int) -> dict[str, str]:
@@ -37,13 +41,20 @@ def process_environment(settings: Settings, index: int) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the supervisor dies (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def run_processes(settings: Settings, processes: int, args: list[str],
                   command: list[str] | None = None) -> int:  # fmt: skip
     """Start `processes` workers (`panther worker ARGS`; `command` replaces it in tests), supervise
     them, → the exit status."""
     command = command or [sys.executable, "-m", "stream.cli", "worker", *args]
     children = [
-        subprocess.Popen(command, env={**os.environ, **process_environment(settings, i)})
+        subprocess.Popen(command, env={**os.environ, **process_environment(settings, i)},
+                         preexec_fn=_die_with_parent)
         for i in range(processes)
     ]
     stopping = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -46,3 +47,37 @@ def test_sigterm_reaches_every_process_and_a_clean_stop_exits_0(tmp_path: Path) 
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert status == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped7000", "stopped7001"]
+
+
+def test_a_killed_supervisor_leaves_no_process_behind(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    child = f"import os, time; open({str(pids)!r} + str(os.getpid()), 'w').close(); time.sleep(60)"
+    supervisor = ("import sys\n"
+                  "from stream.settings import Settings\n"
+                  "from stream.worker.processes import run_processes\n"
+                  "run_processes(Settings(web_port=7000), 2, [],\n"
+                  f"              command=[sys.executable, '-c', {child!r}])\n")
+    root = Path(__file__).resolve().parents[2]
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"PYTHONPATH": path}
+    proc = subprocess.Popen([sys.executable, "-c", supervisor], cwd=root, env=env)
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.glob("pids*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    children = [int(p.name.removeprefix("pids")) for p in tmp_path.glob("pids*")]
+    assert len(children) == 2
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+    return ") Z " not in stat  # a zombie waiting for its reaper is gone for our purpose
