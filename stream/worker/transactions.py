@@ -2,8 +2,8 @@
 
 - `exactly_once` (default): one Kafka transaction per micro-batch — its outputs, its state changes
   (table changelogs) and its input offsets commit together or not at all. (Committing behind the next
-  batch was tried: with two workers starting side by side the group hung in a rebalance in 2 of 6
-  starts, 0 of 2 without it, and it bought no throughput; docs/BENCHMARKS.md, issue 14.)
+  batch was tried and bought no throughput; two-worker starts hung in a rebalance with it (2 of 6) and,
+  rarer, without it: docs/RELIABILITY.md, "Open".)
 - `at_least_once`: the outputs are sent and acknowledged by the broker *before* the state that
   reflects them is written, and the offsets are committable only after that. A crash can therefore
   repeat a score (a batch delivered but not yet written is scored again, same key and txn_id), never
