@@ -12,9 +12,9 @@ from stream.settings import Settings
 from stream.worker.batches import natural_batches
 from stream.worker.channels import Channels
 from stream.worker.metrics import WorkerMetrics
-from stream.worker.sequence import PartitionSequencer, faust_gap
+from stream.worker.sequence import PartitionSequencer, keep_every_record
 from stream.worker.tables import Tables
-from stream.worker.transactions import BatchCommitter
+from stream.worker.transactions import BatchCommitter, BatchDropped
 
 
 class BatchAgent:
@@ -40,22 +40,29 @@ class BatchAgent:
     ) -> None:
         self.app, self.settings, self.channels, self.tables = app, settings, channels, tables
         self.engine, self.metrics, self.committer = engine, metrics, committer
+        self.generation: Any = None  # the consumer generation the batch in process() was admitted in
         app.agent(getattr(channels, self.topic_role), name=self.agent_name)(self.run)
         self.sequencer = PartitionSequencer(  # Faust's consumer internals: faust/transport/consumer.py
             committed=lambda tp: app.consumer._committed_offset.get(tp),
             seek=lambda tp, offset: app.consumer.seek(tp, offset),
-            is_gap=lambda tp, start, stop: faust_gap(app.consumer._gap)(tp, start, stop),
         )
 
     async def run(self, stream: faust.StreamT) -> None:
+        # Agents start before the fetcher (it starts once recovery ends), and the consumer must not be
+        # built earlier than Faust builds it (it reads the app's transaction mode when it is created).
+        keep_every_record(self.app.consumer, [getattr(self.channels, role).get_topic_name()
+                                              for role in ("transactions", "profiles")])  # fmt: skip
         self.committer.install()
         async for events in natural_batches(stream, self.settings.batch_max, self.settings.batch_within_s):
             try:
                 ours = self.committer.assigned(events)
-                admitted = await self.sequencer.admit(ours, self.app.consumer_generation_id)
+                self.generation = self.app.consumer_generation_id  # process() commits under it, or not at all
+                admitted = await self.sequencer.admit(ours, self.generation)
                 self.metrics.rereads.set(self.sequencer.seeks)
                 if admitted:
                     await self.process(admitted)
+            except BatchDropped:
+                self.sequencer.rewind(admitted)  # read again: after the rebalance, or by seeking back
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

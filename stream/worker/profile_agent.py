@@ -41,6 +41,6 @@ class ProfileAgent(BatchAgent):
                                                                      strict=True)]  # fmt: skip
 
         dead = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
-        await self.committer.commit_batch(events, write, dead)
+        await self.committer.commit_batch(events, write, dead, self.generation)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
         self.metrics.events.labels("profile").inc(len(latest))

@@ -96,7 +96,7 @@ class ScoringAgent(BatchAgent):
             return changelog
 
         started = time.perf_counter()
-        await self.committer.commit_batch(events, write, outputs)
+        await self.committer.commit_batch(events, write, outputs, self.generation)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
         self.refresher.written(written)

@@ -6,12 +6,20 @@ began after them. Scoring on would be wrong twice: the records are lost (or, rea
 into their users' states after newer events — not what an uninterrupted run computes).
 
 So before a batch is scored, each partition's events must continue exactly where the last batch of
-that partition ended (`expected`). A jump over offsets is accepted when it holds no record: Faust
-recorded it as a gap (transaction markers, compaction), or the partition was read again from
-`expected` and the first record that came back is the same one. Otherwise the partition is sought back
-to `expected` and its events are left out of the batch (unacked, so never committable — see
-`transactions.py`); they come again, in order, after the seek. Copies still buffered from before the
-seek are recognised and left out too.
+that partition ended (`expected`). A jump over offsets is accepted only when it holds no record: the
+partition was read again from `expected` and the first record that came back is the same one
+(transaction markers and aborted records occupy offsets, and a read_committed consumer never sees
+them). Otherwise the partition is sought back to `expected` and its events are left out of the batch
+(never committable — see `transactions.py`); they come again, in order, after the seek. Copies still
+buffered from before the seek are recognised and left out too.
+
+Faust's own bookkeeping cannot be the judge (read in faust/transport/consumer.py, `_drain_messages`):
+it drops a fetched record whose offset is below the partition's *read offset*, and records a gap when
+one is above it by more than one. A seek resets the read offset while records fetched before the seek
+are still being handed over, so those stale records push it up again: the re-read records are then
+dropped (the partition stalls behind them) and the range between is recorded as a gap (which Faust
+then treats as done). `keep_every_record` switches that filter off for the agents' topics; this
+module does its job instead.
 
 Expectations start from the consumer's committed offsets and are reset when the consumer generation
 changes (a rebalance seeks every partition to its committed offset).
@@ -20,7 +28,8 @@ changes (a rebalance seeks every partition to its committed offset).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +48,9 @@ class PartitionSequencer:
         self,
         committed: Callable[[Any], int | None],
         seek: Callable[[Any, int], Awaitable[None]],
-        is_gap: Callable[[Any, int, int], bool] = lambda tp, start, stop: False,
     ) -> None:
         self.committed = committed  # tp → the consumer's committed offset (next to read), or None
         self.seek = seek
-        self.is_gap = is_gap  # (tp, start, stop): Faust knows [start, stop) holds no record
         self.expected: dict[Any, int] = {}
         self.probes: dict[Any, Probe] = {}
         self.generation: Any = None
@@ -81,14 +88,21 @@ class PartitionSequencer:
         if probe is not None and probe.expected == expected:
             # sought back already: the record at `expected` or, if none is there, the same first one
             return self._take(tp, offset) if offset == probe.first_seen else _STOP
-        if self.is_gap(tp, expected, offset):
-            return self._take(tp, offset)
         self.probes[tp] = Probe(expected, offset)
         self.seeks += 1
-        log.warning("partition %s: records %d..%d did not reach the worker (offset %d came instead):"
-                    " reading the partition again from %d", tp, expected, offset - 1, offset, expected)
+        log.warning("partition %s: offset %d came where %d was expected (records dropped on the way in,"
+                    " or transaction markers): reading the partition again from %d", tp, offset, expected,
+                    expected)  # fmt: skip
         await self.seek(tp, expected)
         return _STOP
+
+    def rewind(self, events: list[Any]) -> None:
+        """`events` were admitted but not written: expect each partition's first of them again."""
+        for event in sorted(events, key=lambda e: e.message.offset, reverse=True):
+            tp, offset = event.message.tp, event.message.offset
+            if self.expected.get(tp, offset) > offset:
+                self.expected[tp] = offset
+                self.probes.pop(tp, None)
 
     def _take(self, tp: Any, offset: int) -> object:
         self.expected[tp] = offset + 1
@@ -96,18 +110,24 @@ class PartitionSequencer:
         return _TAKE
 
 
-def faust_gap(gaps: Mapping[Any, Any]) -> Callable[[Any, int, int], bool]:
-    """`is_gap` from Faust's consumer `_gap` (tp → IntervalTree of offsets fetched over, end excluded)."""
+class EveryRecord(defaultdict):  # type: ignore[type-arg]
+    """Faust's consumer `_read_offset` (tp → last offset handed over), blind for `topics` (see above)."""
 
-    def is_gap(tp: Any, start: int, stop: int) -> bool:
-        tree = gaps.get(tp)
-        if not tree:
-            return False
-        reach = start
-        for interval in sorted(tree.overlap(start, stop), key=lambda i: i.begin):
-            if interval.begin > reach:
-                return False
-            reach = max(reach, interval.end)
-        return reach >= stop
+    def __init__(self, topics: Iterable[str]) -> None:
+        super().__init__(lambda: None)
+        self.topics = frozenset(topics)
 
-    return is_gap
+    def __getitem__(self, tp: Any) -> Any:
+        return None if tp.topic in self.topics else super().__getitem__(tp)
+
+
+def keep_every_record(consumer: Any, topics: Iterable[str]) -> None:
+    """Hand every fetched record of `topics` to the streams; call before the consumer starts fetching
+    (its fetch loop binds the mapping's methods when it starts). Idempotent: both agents call it."""
+    current = consumer._read_offset
+    if isinstance(current, EveryRecord):
+        current.topics |= frozenset(topics)
+        return
+    replacement = EveryRecord(topics)
+    replacement.update(current)
+    consumer._read_offset = replacement

@@ -30,13 +30,23 @@ Why this exists (faust-streaming 0.15.3 with aiokafka, read in its sources):
   the restarted worker resumed after them). Around the seek that ends table recovery, fetched records
   can also be dropped without being delivered (seen: 2 records, right after a restart).
 
+- Faust's committable offset (`_new_offset`) is "the acked offsets, plus the gaps it recorded". Its
+  gaps are computed against a read offset that a seek resets while records fetched before the seek are
+  still being handed over, so a range of real, unprocessed records can be recorded as a gap, and then
+  committed (seen: one event lost across a broker restart, in CI). Holding acks back instead (the
+  first design) left messages nobody would ever ack in the consumer's unacked set, and Faust's
+  rebalance waits for that set to empty (`wait_empty`): two-worker starts hung in a rebalance.
+
 So: every output is sent with the transactional id of its source partition (the one Faust commits that
 partition's offsets with; the topics are co-partitioned), all writes of a batch happen under one lock
-that every commit (ours, Faust's timer, rebalance, shutdown) also takes, the batch ends with ack →
-flush → commit, and the consumer accepts an ack only from a batch being committed here: a message
-nobody processed never becomes committable (its partition's next owner, or this worker after a
-restart, reads it again). Records dropped on the way in are read again before anything after them
-is scored (`sequence.py`).
+that every commit (ours, Faust's timer, rebalance, shutdown) also takes, and the batch ends with ack →
+flush → commit. Acks are Faust's again (they only release messages); what a commit commits is decided
+here: for each partition, the offset after the last event of a batch that was written under the
+consumer generation it was admitted in (`committable`). A message nobody processed never becomes
+committable (its partition's next owner, or this worker after a restart, reads it again), and a batch
+overtaken by a rebalance is dropped unwritten and read again (`BatchDropped`). Records dropped on the
+way in are read again before anything after them is scored (`sequence.py`, which also takes Faust's
+read-offset filter out of the way: `keep_every_record`).
 
 A failure poisons the committer: nothing is committed any more and the worker stops, so the open
 transaction is aborted and the batch is read again after a restart (see `state_dir.py` for why the
@@ -65,6 +75,10 @@ class BatchFailed(RuntimeError):
     """A batch could not be committed: the worker stops and the batch is read again after a restart."""
 
 
+class BatchDropped(RuntimeError):
+    """A rebalance overtook the batch: nothing of it was written; its partitions are read again."""
+
+
 @dataclass(frozen=True)
 class Output:
     """One record a batch emits, on the partition (and, exactly once, in the transaction) of `source`."""
@@ -89,7 +103,7 @@ class BatchCommitter:
         self.dirty = False  # state written locally since the last successful commit
         self._lock = asyncio.Lock()
         self._commit: Callable[..., Awaitable[bool]] | None = None
-        self._acking: set[tuple[Any, int]] = set()  # (tp, offset) of the batch being committed
+        self.committable: dict[Any, tuple[Any, int]] = {}  # tp → (generation, next offset to read)
 
     @property
     def clean(self) -> bool:
@@ -111,16 +125,26 @@ class BatchCommitter:
                 return await original(topics, start_new_transaction=start_new_transaction)
 
         consumer.commit = guarded_commit  # type: ignore[method-assign]
-        original_ack = consumer.ack
-
-        def guarded_ack(message: Any) -> bool:
-            if (message.tp, message.offset) not in self._acking:
-                return False  # skipped or never processed: must not become committable
-            return bool(original_ack(message))
-
-        consumer.ack = guarded_ack  # type: ignore[method-assign]
+        consumer._filter_tps_with_pending_acks = self._tps_to_commit  # type: ignore[method-assign]
+        consumer._new_offset = self._new_offset  # type: ignore[method-assign]
         if self.exactly_once:
             self.app.producer.commit_transactions = self._concurrent_commits(self.app.producer)  # type: ignore[method-assign]
+
+    def _tps_to_commit(self, topics: Any = None) -> list[Any]:
+        """Faust's `_filter_tps_with_pending_acks`, from what this committer made committable."""
+        for tp in list(self.app.consumer._acked):  # Faust's own ack lists: released, never read
+            self.app.consumer._acked[tp].clear()
+            self.app.consumer._acked_index[tp].clear()
+        return [tp for tp in self.committable
+                if topics is None or tp in topics or tp.topic in topics]  # fmt: skip
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """Faust's `_new_offset`: the next offset to read, if written in this consumer generation."""
+        generation, offset = self.committable.get(tp, (None, None))
+        if generation != self.app.consumer_generation_id:
+            self.committable.pop(tp, None)  # from before a rebalance: read again from the committed offset
+            return None
+        return offset
 
     @staticmethod
     def _concurrent_commits(producer: Any) -> Callable[..., Awaitable[None]]:
@@ -158,20 +182,33 @@ class BatchCommitter:
         assignment = self.app.consumer.assignment()
         return [event for event in events if event.message.tp in assignment]
 
-    async def commit_batch(self, events: Sequence[Any], write: Write, outputs: Iterable[Output] = ()) -> None:
+    async def commit_batch(self, events: Sequence[Any], write: Write, outputs: Iterable[Output] = (),
+                           generation: Any = None) -> None:  # fmt: skip
         """Commit a batch: `write` (its table writes; → their changelog records), `outputs` (its
-        records) and its input `events`, as the delivery mode promises.
+        records) and its input `events` (each partition's in offset order, none skipped), as the
+        delivery mode promises. Raises BatchDropped, before anything is written, when a rebalance
+        overtook it: the consumer generation it was admitted in (`generation`; None: the current one)
+        has ended, or a partition's transaction has been closed for its revocation.
 
         Shielded: a worker stopping mid-batch lets the batch finish, so the shutdown commit (which
         waits for the lock) sees it whole.
         """
         self.install()
-        await asyncio.shield(asyncio.ensure_future(self._locked(events, write, list(outputs))))
+        if generation is None:
+            generation = self.app.consumer_generation_id
+        locked = self._locked(events, write, list(outputs), generation)
+        await asyncio.shield(asyncio.ensure_future(locked))
 
-    async def _locked(self, events: Sequence[Any], write: Write, outputs: list[Output]) -> None:
+    async def _locked(self, events: Sequence[Any], write: Write, outputs: list[Output],
+                      generation: Any) -> None:  # fmt: skip
         async with self._lock:
             if self.failed is not None:
                 raise BatchFailed("an earlier batch failed; not committing") from self.failed
+            overtaken = self._overtaken(events, generation)
+            if overtaken:
+                log.info("a batch of %d events is read again: %s", len(events), overtaken)
+                self._ack(events)
+                raise BatchDropped(overtaken)
             self.dirty = True
             try:
                 if not self.exactly_once:
@@ -184,6 +221,7 @@ class BatchCommitter:
                     await self._send(outputs + changelog)
                 elif changelog:
                     await self._send(changelog)  # not awaited: a lost one means a re-score elsewhere
+                self._made_committable(events, generation)
                 self._ack(events)
                 self._observe("write", started)
                 if self.exactly_once:
@@ -199,13 +237,32 @@ class BatchCommitter:
                 raise
             self.dirty = False
 
-    def _ack(self, events: Sequence[Any]) -> None:
-        self._acking = {(event.message.tp, event.message.offset) for event in events}
-        try:
-            for event in events:
-                event.ack()  # offsets become committable; the batcher's own ack is then a no-op
-        finally:
-            self._acking = set()
+    def _overtaken(self, events: Sequence[Any], generation: Any) -> str:
+        """Why a rebalance makes the batch unwritable ('' if it does not).
+
+        Under the lock: a revocation commits through it (Faust's `wait_empty`) before it closes the
+        partitions' transactions, so a batch that passed this check is committed whole first.
+        """
+        if generation != self.app.consumer_generation_id:
+            return "admitted before a rebalance, which sought its partitions back"
+        if self.exactly_once:
+            producers = self.app.producer._transaction_producers
+            closed = {self._transactional_id(e) for e in events} - set(producers)
+            if closed:
+                return f"the transactions of {sorted(closed)} were closed for a rebalance"
+        return ""
+
+    def _made_committable(self, events: Sequence[Any], generation: Any) -> None:
+        for event in events:
+            tp, offset = event.message.tp, event.message.offset
+            current = self.committable.get(tp)
+            if current is None or current[0] != generation or current[1] <= offset:
+                self.committable[tp] = (generation, offset + 1)
+
+    @staticmethod
+    def _ack(events: Sequence[Any]) -> None:
+        for event in events:
+            event.ack()  # Faust's bookkeeping (unacked messages, sensors); the batcher's ack is then a no-op
 
     async def _send(self, outputs: list[Output]) -> list[asyncio.Future[Any]]:
         """One record batch per (producer, topic, partition); → the broker's acknowledgements."""

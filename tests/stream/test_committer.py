@@ -3,19 +3,20 @@
 The real-broker proofs are the worker tests (exactly once, kills, restarts); these pin the protocol:
 exactly_once writes, sends, acks, flushes and commits, one batch at a time;
 at_least_once has every output acknowledged before the state is written; outputs leave as one record
-batch per (topic, partition); a failed commit poisons the committer and stops the app.
+batch per (topic, partition); a commit commits what was written, nothing else, and nothing from before
+a rebalance; a failed commit poisons the committer and stops the app.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import namedtuple
+from collections import defaultdict, namedtuple
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from stream.worker.transactions import BatchCommitter, BatchFailed, Output
+from stream.worker.transactions import BatchCommitter, BatchDropped, BatchFailed, Output
 
 Metadata = namedtuple("Metadata", "topic_partition offset")
 
@@ -67,10 +68,11 @@ def fake_app(log: list[str], commit_delay_s: float = 0.0, fail_commit: bool = Fa
         flush=flush, _ensure_producer=lambda: plain, _transaction_producers=producers,
         _trn_locks={tid: asyncio.Lock() for tid in producers},
     )  # fmt: skip
+    acks = {"_acked": defaultdict(list), "_acked_index": defaultdict(set)}  # Faust's own ack lists
+    consumer = SimpleNamespace(commit=commit, ack=ack, **acks)
     return SimpleNamespace(
-        consumer=SimpleNamespace(commit=commit, ack=ack), producer=producer, crash_reason=None,
-        crash=crash, conf=SimpleNamespace(id="app"), acked=acked,
-        assignor=SimpleNamespace(group_for_topic=lambda topic: "g"),
+        consumer=consumer, producer=producer, crash_reason=None, crash=crash, conf=SimpleNamespace(id="app"),
+        acked=acked, assignor=SimpleNamespace(group_for_topic=lambda topic: "g"), consumer_generation_id=1,
     )  # fmt: skip
 
 
@@ -141,3 +143,40 @@ async def test_a_failed_commit_poisons_the_committer() -> None:
     with pytest.raises(BatchFailed):
         await committer.commit_batch([Event(app, 0, 2)], writer(log, "2"))
     assert "write 2" not in log
+
+
+async def test_a_commit_commits_the_offset_after_what_was_written_and_nothing_faust_acked() -> None:
+    log: list[str] = []
+    app = fake_app(log)
+    committer = BatchCommitter(app, exactly_once=False)
+    committer.install()
+    app.consumer._acked[("in", 1)].extend([40, 41])  # acked by Faust (e.g. skipped by a stream): not ours
+    await committer.commit_batch([Event(app, 0, 7), Event(app, 0, 5), Event(app, 0, 6)], writer(log, "1"))
+    assert app.consumer._filter_tps_with_pending_acks() == [("in", 0)]
+    assert app.consumer._new_offset(("in", 0)) == 8 and app.consumer._acked[("in", 1)] == []
+
+
+async def test_a_batch_admitted_before_a_rebalance_is_dropped_unwritten_and_nothing_older_commits() -> None:
+    log: list[str] = []
+    app = fake_app(log)
+    committer = BatchCommitter(app, exactly_once=False)
+    committer.install()
+    await committer.commit_batch([Event(app, 0, 3)], writer(log, "old"))
+    app.consumer_generation_id = 2  # a rebalance: partitions sought back to their committed offsets
+    with pytest.raises(BatchDropped, match="before a rebalance"):
+        await committer.commit_batch([Event(app, 0, 4)], writer(log, "late"), generation=1)
+    assert "write late" not in log and app.acked == [3, 4]  # acked for Faust's bookkeeping only
+    assert app.consumer._new_offset(("in", 0)) is None  # 4 (from generation 1) must not commit now
+    assert app.consumer._filter_tps_with_pending_acks() == []
+    await committer.commit_batch([Event(app, 0, 3)], writer(log, "again"))
+    assert app.consumer._new_offset(("in", 0)) == 4 and committer.clean
+
+
+async def test_a_batch_whose_partition_transaction_was_closed_for_a_revocation_is_dropped_unwritten() -> None:
+    log: list[str] = []
+    app = fake_app(log)
+    committer = BatchCommitter(app, exactly_once=True)
+    del app.producer._transaction_producers["app-g-1"]  # Faust closed it after the revocation's commit
+    with pytest.raises(BatchDropped, match="app-g-1"):
+        await committer.commit_batch([Event(app, 0, 1), Event(app, 1, 1)], writer(log, "1"))
+    assert log == [] and committer.clean and not committer.committable
