@@ -50,8 +50,7 @@ class BatchAgent:
     async def run(self, stream: faust.StreamT) -> None:
         # Agents start before the fetcher (it starts once recovery ends), and the consumer must not be
         # built earlier than Faust builds it (it reads the app's transaction mode when it is created).
-        keep_every_record(self.app.consumer, [getattr(self.channels, role).get_topic_name()
-                                              for role in ("transactions", "profiles")])  # fmt: skip
+        keep_every_record(self.app.consumer, [getattr(self.channels, self.topic_role).get_topic_name()])
         self.committer.install()
         async for events in natural_batches(stream, self.settings.batch_max, self.settings.batch_within_s):
             try:

@@ -247,7 +247,8 @@ class BatchCommitter:
             return "admitted before a rebalance, which sought its partitions back"
         if self.exactly_once:
             producers = self.app.producer._transaction_producers
-            closed = {self._transactional_id(e) for e in events} - set(producers)
+            sources = {e.message.tp: e for e in events}.values()  # one per partition, not per event
+            closed = {self._transactional_id(e) for e in sources} - set(producers)
             if closed:
                 return f"the transactions of {sorted(closed)} were closed for a rebalance"
         return ""
