@@ -4,7 +4,7 @@ Everything a transaction's features and deviation need is here, computed only fr
 before it: a window of the last N events (time, token, amount, merchant/device/country/city hashes),
 Welford statistics of log-amounts and of the user's past predicted probabilities P_u (and log P_u),
 bounded use-counts of merchants (with their mean log-amount), devices, countries, categories and
-channels, an hour-of-day profile and the last few txn-id hashes (idempotence).
+channels, an hour-of-day profile and the identities of the last few txn ids (redelivery).
 
 Ordering. Events normally arrive in event-time order per user (Kafka key = user_id). A late event (event
 time older than the newest in the window) is *inserted into the window by event time* (after events with
@@ -47,7 +47,8 @@ N_PROB_STATS = 5  # (n, μ_P, σ_P, μ_logP, σ_logP), see UserState.prob_stats
 HOUR_BUCKETS = 6  # 4-hour buckets of the UTC hour of day
 LOG_P_FLOOR = 1e-12
 _MAGIC_V1 = b"PUS1"  # before cached prediction state (still loads: no prediction, model_tag 0)
-_MAGIC = b"PUS2"
+_MAGIC_V2 = b"PUS2"  # recent txn ids as CRC-32 (still loads: those ids are dropped, see `from_bytes`)
+_MAGIC = b"PUS3"  # recent txn ids as 63-bit BLAKE2b identities (models.fraud.txn.txn_identity)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class UserState:
     categories_seen: dict[int, int] = field(default_factory=dict)
     channels_seen: dict[int, int] = field(default_factory=dict)
     hour_counts: list[int] = field(default_factory=lambda: [0] * HOUR_BUCKETS)
-    recent_txns: list[int] = field(default_factory=list)  # txn-id hashes, oldest first
+    recent_txns: list[int] = field(default_factory=list)  # txn_identity of txn ids, oldest first
     model_tag: int = 0  # the encoder whose probabilities `prob` / `log_prob` hold (0: not known)
     prediction: Prediction | None = None  # cached encoder outputs for the next event (see module doc)
 
@@ -166,9 +167,9 @@ class UserState:
         """(n, μ_P, σ_P, μ_logP, σ_logP) of the user's past predicted probabilities (deviation input)."""
         return (float(self.prob.n), self.prob.mean, self.prob.std, self.log_prob.mean, self.log_prob.std)
 
-    def seen(self, txn_hash: int) -> bool:
-        """Was this txn-id hash among the last `max_recent_txns` updates (a redelivered event)?"""
-        return txn_hash in self.recent_txns
+    def seen(self, txn: int) -> bool:
+        """Was this txn id (its `txn_identity`) among the last `max_recent_txns` updates (a redelivery)?"""
+        return txn in self.recent_txns
 
     def copy(self) -> UserState:
         return _copy.deepcopy(self)
@@ -248,7 +249,7 @@ class UserState:
         for name in _COUNT_FIELDS:
             counts = getattr(self, name)
             parts += [np.asarray(list(counts), dtype=np.uint32), np.asarray(list(counts.values()), np.int64)]
-        parts.append(np.asarray(self.recent_txns, dtype=np.uint32))
+        parts.append(np.asarray(self.recent_txns, dtype=np.uint64))
         p = self.prediction
         if p is None:
             parts.append(np.asarray([self.model_tag, 0], dtype=np.uint64))
@@ -261,9 +262,14 @@ class UserState:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserState:
-        """Reads both layouts: PUS2 (with the cached prediction) and PUS1 (before it)."""
+        """Reads every layout: PUS3, PUS2 (CRC-32 txn ids) and PUS1 (no cached prediction either).
+
+        The recent txn ids of PUS1/PUS2 are CRC-32s, not comparable with today's identities: they are
+        dropped, so only a redelivery of one of a migrated user's last 64 events, in the same moment as
+        the upgrade, could be scored twice (never dropped).
+        """
         magic = bytes(raw[:4])
-        if magic not in (_MAGIC, _MAGIC_V1):
+        if magic not in (_MAGIC, _MAGIC_V2, _MAGIC_V1):
             raise ValueError("not a serialized UserState (bad magic)")
         reader = _Reader(memoryview(raw)[4:])
         ints = reader.take(np.int64, 12).tolist()
@@ -287,8 +293,11 @@ class UserState:
         for name, count in zip(_COUNT_FIELDS, ncounts, strict=True):
             keys = reader.take(np.uint32, count).tolist()
             setattr(state, name, dict(zip(keys, reader.take(np.int64, count).tolist(), strict=True)))
-        state.recent_txns = reader.take(np.uint32, nr).tolist()
         if magic == _MAGIC:
+            state.recent_txns = reader.take(np.uint64, nr).tolist()
+        else:
+            reader.take(np.uint32, nr)  # CRC-32 ids: dropped (see above)
+        if magic != _MAGIC_V1:
             state.model_tag, has_prediction = reader.take(np.uint64, 2).tolist()
             if has_prediction:
                 folded, tag, profile = reader.take(np.uint64, 3).tolist()

@@ -5,13 +5,19 @@ time, the offline replay sees millions of frame rows; both must feed *identical*
 state and feature code. Strings become stable 32-bit hashes (CRC-32, not Python's salted `hash`, so a
 hash computed by the worker equals the one computed in a notebook); a missing value hashes to 0.
 `TxnColumns.from_frame` builds the same values column-wise (one CRC per distinct string).
+
+The txn id is the exception: it is the redelivery identity (`UserState.seen`), where a collision would
+silently drop a real payment's score, and CRC-32 collisions are easy to construct. It gets a 63-bit
+BLAKE2b identity (`txn_identity`; 63 so it fits the int64 columns): a collision among a user's last 64
+ids has odds of about 64² / 2⁶⁴ and cannot be forced without breaking BLAKE2b.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -39,6 +45,22 @@ def stable_hash(value: Any) -> int:
     return zlib.crc32(text.encode("utf-8")) or 1
 
 
+def txn_identity(value: Any) -> int:
+    """A txn id → its 63-bit BLAKE2b identity in [1, 2⁶³); missing → 0 (see the module docstring).
+
+    >>> a, b = "txn-597958", "txn-23020404"  # a CRC-32 collision, found by a birthday search
+    >>> stable_hash(a) == stable_hash(b), txn_identity(a) == txn_identity(b)
+    (True, False)
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING_HASH
+    text = str(value).strip()
+    if not text:
+        return MISSING_HASH
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") >> 1) or 1
+
+
 def risk_code(value: Any) -> int:
     """'low' | 'medium' | 'high' (any case) → 0 | 1 | 2; anything else → −1 (unknown)."""
     if not isinstance(value, str):
@@ -59,7 +81,7 @@ class TxnView(NamedTuple):
     category: int
     channel: int
     risk: int  # merchant risk level 0/1/2, −1 unknown
-    txn: int  # stable hash of txn_id (idempotence)
+    txn: int  # txn_identity of txn_id (redelivery identity, 63-bit BLAKE2b)
 
 
 def _epoch_ms(value: Any) -> int:
@@ -91,16 +113,16 @@ def txn_view(event: Any, token: int) -> TxnView:
         category=stable_hash(get("merchant_category")),
         channel=stable_hash(get("channel")),
         risk=risk_code(get("merchant_risk")),
-        txn=stable_hash(get("txn_id")),
+        txn=txn_identity(get("txn_id")),
     )
 
 
-def hash_column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """(N,) int64 stable hashes of a column (0 where missing or when the column is absent)."""
+def hash_column(frame: pd.DataFrame, name: str, hasher: Callable[[Any], int] = stable_hash) -> np.ndarray:
+    """(N,) int64 hashes of a column, one per distinct value (0 where missing or the column is absent)."""
     if name not in frame.columns:
         return np.zeros(len(frame), dtype=np.int64)
     codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
-    table = np.array([stable_hash(u) for u in uniques] + [MISSING_HASH], dtype=np.int64)
+    table = np.array([hasher(u) for u in uniques] + [MISSING_HASH], dtype=np.int64)
     return table[codes]  # code −1 (missing) → the trailing 0
 
 
@@ -144,7 +166,7 @@ class TxnColumns:
             category=hash_column(frame, "merchant_category"),
             channel=hash_column(frame, "channel"),
             risk=risk,
-            txn=hash_column(frame, "txn_id"),
+            txn=hash_column(frame, "txn_id", txn_identity),
         )
 
     def __len__(self) -> int:

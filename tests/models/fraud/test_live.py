@@ -20,7 +20,7 @@ from models.fraud.head_io import HEAD_JSON, load_head
 from models.fraud.live import LiveEvent, score_events, tokenize_records, top_reasons
 from models.fraud.scorer import FraudScorer
 from models.fraud.state import UserState
-from models.fraud.txn import txn_view
+from models.fraud.txn import stable_hash, txn_identity, txn_view
 from models.sequences import to_epoch_ms
 
 
@@ -91,6 +91,19 @@ def test_redelivered_event_is_not_scored_twice(tiny, fitted: Path) -> None:
     again = score_events(scorer.score, scorer.schema, scorer.max_len, states, [events[29], events[29]])
     assert [r.duplicate for r in again] == [True, True]
     assert states[user].to_bytes() == before
+
+
+def test_two_txn_ids_with_one_crc32_are_both_scored(tiny, fitted: Path) -> None:
+    """Issue 15: the second of two ids with the same CRC-32 was taken for a redelivery and never scored."""
+    scorer = FraudScorer.from_artifact(fitted)
+    events, _ = live_events(tiny, scorer)
+    first = events[0]
+    later = next(e for e in events[1:] if e.user_id == first.user_id)
+    colliding = [LiveEvent(first.user_id, first.txn._replace(txn=txn_identity("txn-597958")), first.profile),
+                 LiveEvent(later.user_id, later.txn._replace(txn=txn_identity("txn-23020404")), later.profile)]
+    results = score_events(scorer.score, scorer.schema, scorer.max_len, {}, colliding)
+    assert stable_hash("txn-597958") == stable_hash("txn-23020404")
+    assert [r.duplicate for r in results] == [False, False]
 
 
 def test_score_outputs_and_reasons(tiny, fitted: Path) -> None:

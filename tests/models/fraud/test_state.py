@@ -9,7 +9,7 @@ import pytest
 
 from models.fraud.running import Running
 from models.fraud.state import Prediction, StateConfig, UserState, profile_tag, tag64, update
-from models.fraud.txn import TxnView, stable_hash, txn_view
+from models.fraud.txn import TxnView, stable_hash, txn_identity, txn_view
 
 # A state written by the code before cached predictions (layout PUS1, git 6efa… models/fraud/state.py):
 # three events of one user (t0..t2, amounts 10, 11, 12, merchants m0/m1, device d1, DE, food, online).
@@ -26,11 +26,29 @@ V1_STATE = bytes.fromhex(
 )
 
 
+# The same three events written by the layout before 64-bit txn ids (PUS2, git b45b36e), with a cached
+# prediction (model "panther-1", head "head", profile ids [0, 1], lse −3.25, h = [0, .25, .5, .75],
+# S = [0, 1]).
+V2_STATE = bytes.fromhex(
+    "505553320300000000000000c0c62d000000000003000000000000000300000000000000030000000000000003000000"
+    "000000000200000000000000010000000000000001000000000000000100000000000000010000000000000003000000"
+    "000000005ecbd6df54dc034022bc22e6e9978c3f9b9999999999c93f7c14ae47e17a943f294a07240a49fbbff5cd55c5"
+    "a8c0e33f0300000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "0000000040420f000000000080841e0000000000c0c62d00000000000500000000000000060000000000000007000000"
+    "00000000000000000000244000000000000026400000000000002840b93753b72f0754c0b93753b766bc961166bc9611"
+    "66bc9611e12d7ad3e12d7ad3e12d7ad30000000000000000000000002f0754c0b93753b7000000000000f03f7d9ed3bc"
+    "16e103400000000000000040ce6158f1f3d9034066bc96110300000000000000e12d7ad30300000000000000f72938d4"
+    "0300000000000000eabe329e0300000000000000a19e532c37ae545b8dff5dc2b6beb73cc30e5cae0100000000000000"
+    "0300000000000000ff7e3c8cddb5aed425f188589bf8565f0000000000000ac004000000000000000200000000000000"
+    "000000000000803e0000003f0000403f000000000000803f"
+)
+
+
 def txn(t: int, amount: float = 10.0, token: int = 5, merchant: str = "m1", device: str | None = "d1",
         country: str | None = "US", txn_id: str | None = None) -> TxnView:
     return TxnView(t, amount, token, stable_hash(merchant), stable_hash(device), stable_hash(country),
                    stable_hash("c"), stable_hash("grocery"), stable_hash("online"), 0,
-                   stable_hash(txn_id or f"t{t}"))
+                   txn_identity(txn_id or f"t{t}"))
 
 
 def filled(n: int = 30, config: StateConfig | None = None) -> UserState:
@@ -110,8 +128,26 @@ def test_states_of_the_previous_layout_still_load() -> None:
                                    "merchant_id": f"m{i % 2}", "device_id": "d1", "country": "DE",
                                    "merchant_category": "food", "channel": "online"}, 5 + i),
                p=0.1 * (i + 1))  # fmt: skip
+    expected.recent_txns = []  # CRC-32 ids of the old layouts are dropped
     assert old == expected and old.prediction is None and old.model_tag == 0
-    assert UserState.from_bytes(old.to_bytes()) == old and old.to_bytes()[:4] == b"PUS2"
+    assert UserState.from_bytes(old.to_bytes()) == old and old.to_bytes()[:4] == b"PUS3"
+
+
+def test_states_with_crc32_txn_ids_still_load() -> None:
+    """Migration: PUS2 bytes (with a cached prediction) load whole but for their CRC-32 txn ids."""
+    old = UserState.from_bytes(V2_STATE)
+    expected = UserState()
+    for i in range(3):
+        update(expected, txn_view({"txn_id": f"t{i}", "timestamp": 1_000_000 * (i + 1), "amount": 10.0 + i,
+                                   "merchant_id": f"m{i % 2}", "device_id": "d1", "country": "DE",
+                                   "merchant_category": "food", "channel": "online"}, 5 + i),
+               p=0.1 * (i + 1))  # fmt: skip
+    expected.recent_txns = []
+    expected.model_tag = tag64("panther-1")
+    expected.prediction = Prediction(3, tag64("panther-1", "head"), profile_tag(np.arange(2)), -3.25,
+                                     np.arange(4, dtype=np.float32) / 4, np.arange(2, dtype=np.float32))
+    assert old == expected
+    assert UserState.from_bytes(old.to_bytes()) == old
 
 
 def test_the_cached_prediction_round_trips_and_costs_what_it_holds() -> None:
@@ -139,7 +175,18 @@ def test_bounded_maps_and_idempotence() -> None:
         update(state, txn(i, merchant=f"m{i}", device=f"d{i}", txn_id=f"id{i}"), config=config)
     assert len(state.merchant_stats) == 4 and len(state.devices_seen) == 2
     assert stable_hash("m9") in state.merchant_stats and stable_hash("m0") not in state.merchant_stats
-    assert state.seen(stable_hash("id9")) and not state.seen(stable_hash("id0"))
+    assert state.seen(txn_identity("id9")) and not state.seen(txn_identity("id0"))
+
+
+def test_txn_ids_with_the_same_crc32_are_different_events() -> None:
+    """Issue 15: the redelivery check used CRC-32, so a colliding id's score was silently dropped."""
+    first, second = "txn-597958", "txn-23020404"  # found by a birthday search over "txn-<n>"
+    assert stable_hash(first) == stable_hash(second)
+    state = UserState()
+    update(state, txn(1_000, txn_id=first))
+    assert state.seen(txn_identity(first)) and not state.seen(txn_identity(second))
+    again = UserState.from_bytes(state.to_bytes())
+    assert again.seen(txn_identity(first)) and not again.seen(txn_identity(second))
 
 
 def test_missing_entities_are_not_counted() -> None:
@@ -168,3 +215,12 @@ def test_live_pad_id_matches_the_batch_contract() -> None:
     from models.fraud.live import PAD_ID as LIVE_PAD_ID
 
     assert LIVE_PAD_ID == PAD_ID
+
+
+def test_txn_doctests() -> None:
+    import doctest
+
+    import models.fraud.txn
+
+    result = doctest.testmod(models.fraud.txn)
+    assert result.attempted > 0 and result.failed == 0
