@@ -352,6 +352,27 @@ def decode(model: type[E], raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTE
         raise _undecodable(raw, exc) from None
 
 
+def decode_keyed(
+    model: type[E], raw: bytes, key: bytes | None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> E:
+    """`decode`, and the record's Kafka key must be its user_id, byte for byte (UTF-8).
+
+    Why refuse instead of scoring: the key picks the partition, and a user's state lives on the
+    partition of their key; a record keyed otherwise (a txn id, no key, " u1" for "u1") lands where
+    the user's state is not and would silently start a second copy of it. It is dead-lettered with the
+    reason; re-sending it keyed by user_id scores it (docs/STREAMING.md, "Keys").
+    """
+    record = decode(model, raw, max_bytes)
+    user_id = getattr(record, "user_id", None)
+    if user_id is not None and key != user_id.encode("utf-8"):
+        shown = "none" if key is None else _short(key.decode("utf-8", "replace"))
+        error = FieldError(field="<key>", value=shown,
+                           reason=f"the record key must be its user_id {_short(user_id)}: keyed otherwise it "
+                                  "lands on a partition that does not hold the user's state")  # fmt: skip
+        raise ContractError([error])
+    return record
+
+
 def _undecodable(raw: bytes, exc: BaseException) -> ContractError:
     reason = f"could not be decoded: {type(exc).__name__}"
     return ContractError([FieldError(field="<record>", value=f"{len(raw)} bytes", reason=reason)])

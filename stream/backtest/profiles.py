@@ -15,7 +15,7 @@ import numpy as np
 
 from stream.backtest.reader import RangeReader
 from stream.engine import CachedProfile
-from stream.events import ContractError, UserProfile, decode
+from stream.events import ContractError, UserProfile, decode_keyed
 from stream.live_model import LiveModel
 from stream.scoring import Scorer
 
@@ -47,7 +47,7 @@ class ProfileSource:
         for chunk in self.reader.read(self.plan[partition]):
             for record in chunk:
                 try:
-                    profile = decode(UserProfile, record.value, self.max_bytes)
+                    profile = decode_keyed(UserProfile, record.value, record.key, self.max_bytes)
                 except ContractError:
                     self.malformed += 1
                     continue

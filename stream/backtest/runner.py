@@ -25,7 +25,7 @@ from stream.backtest.profiles import ProfileSource, embed_profiles
 from stream.backtest.reader import PartitionRange, RangeReader, RawRecord
 from stream.backtest.sink import ScoreSink
 from stream.console import progress_bar, stderr
-from stream.events import ContractError, Transaction, dead_letter, decode
+from stream.events import ContractError, Transaction, dead_letter, decode_keyed
 from stream.settings import Settings
 
 MAX_LISTED_DEAD = 1_000  # dead letters listed one by one in report.json (all are counted)
@@ -168,7 +168,7 @@ def _decode(
             stats.outside += 1
             continue
         try:
-            txn = decode(Transaction, record.value, max_bytes)
+            txn = decode_keyed(Transaction, record.value, record.key, max_bytes)
         except ContractError as error:
             stats.dead_count += 1
             if len(stats.dead) < MAX_LISTED_DEAD:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from stream.events import ContractError, DeadLetter, E, dead_letter, decode
+from stream.events import ContractError, DeadLetter, E, dead_letter, decode_keyed
 from stream.worker.transactions import Output
 
 
@@ -22,13 +22,14 @@ def dead_letter_outputs(dlq_topic: str, letters: list[tuple[Any, DeadLetter]]) -
 
 
 def decode_events(events: list[Any], model: type[E], topic: str, max_bytes: int) -> Decoded[E]:
-    """Faust events with raw values → validated records and dead letters (one per bad record)."""
+    """Faust events with raw values → validated records and dead letters (one per bad record, a record
+    not keyed by its user_id among them: `stream.events.decode_keyed`)."""
     out: Decoded[E] = Decoded()
     for event in events:
         message = event.message
         raw = event.value if isinstance(event.value, bytes | bytearray) else bytes(event.value or b"")
         try:
-            out.valid.append((event, decode(model, bytes(raw), max_bytes)))
+            out.valid.append((event, decode_keyed(model, bytes(raw), message.key, max_bytes)))
         except ContractError as error:
             letter = dead_letter(bytes(raw), error, topic=topic, partition=message.partition,
                                  offset=message.offset, key=message.key)  # fmt: skip

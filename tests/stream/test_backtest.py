@@ -91,6 +91,10 @@ def history(kafka_bootstrap: str, tiny_model, tmp_path_factory: pytest.TempPathF
     produce_file(root / "before.parquet", settings.topic_transactions, settings, show_progress=False)
     producer = make_producer(settings)
     producer.produce(settings.topic_transactions, key=b"u000001", value=b"{not json", timestamp=t0)
+    wrong_key = {"txn_id": "keyed-by-txn-id", "user_id": "u000001", "timestamp": t0, "amount": 5.0,
+                 "merchant_id": "m1"}  # fmt: skip
+    producer.produce(settings.topic_transactions, key=b"keyed-by-txn-id",
+                     value=json.dumps(wrong_key).encode(), timestamp=t0)  # fmt: skip
     producer.produce(
         settings.topic_transactions, key=b"u000001", value=b'{"txn_id": "x"}', timestamp=t0 - lookback_ms - 1
     )
@@ -137,10 +141,12 @@ def test_range_is_exact_warm_up_is_not_reported_and_runs_are_deterministic(
     assert "edge-before-t0" in warm
     assert summary["read"]["warm_up"] == len(warm) == summary["models"]["tiny"]["warm_up"]
     assert summary["read"]["in_range"] == len(expected)
-    # The malformed record stamped T0 is a dead letter; the one before the warm-up is not even read.
-    dead = summary["dead_letters"]
-    assert [d["phase"] for d in dead] == ["score"] and "not valid JSON" in dead[0]["reason"]
-    assert summary["read"]["dead_letters"] == 1
+    # The malformed and the wrongly keyed records stamped T0 are dead letters, as in the live worker; the
+    # one before the warm-up is not even read.
+    dead = sorted(summary["dead_letters"], key=lambda d: d["errors"][0]["field"])
+    assert [d["phase"] for d in dead] == ["score", "score"] and "not valid JSON" in dead[1]["reason"]
+    assert "must be its user_id 'u000001'" in dead[0]["reason"] and dead[0]["key"] == "keyed-by-txn-id"
+    assert summary["read"]["dead_letters"] == 2 and "keyed-by-txn-id" not in set(scores["txn_id"])
 
     again = run_backtest(replace(config, report_dir=tmp_path / "b"), history.settings, progress=False)
     repeat = _scores(tmp_path / "b")

@@ -169,11 +169,21 @@ def card_text(draw: st.DrawFn) -> str:
     return draw(st.sampled_from(["", "paid with ", "card "])) + grouped + draw(st.sampled_from(["", " ok"]))
 
 
-def _events(raws: list[bytes]) -> list[SimpleNamespace]:
+def _user_key(raw: bytes) -> bytes:
+    """The key a well-behaved producer sends: the record's user_id as the contract reads it (stripped)."""
+    try:
+        user_id = json.loads(raw).get("user_id")
+    except (ValueError, AttributeError, RecursionError):
+        return b"user-key"
+    return user_id.strip().encode() if isinstance(user_id, str) else b"user-key"
+
+
+def _events(raws: list[bytes], keys: list[bytes | None] | None = None) -> list[SimpleNamespace]:
     """Stand-ins for Faust events: `decode_events` reads `.value` and `.message` only."""
+    keys = [_user_key(raw) for raw in raws] if keys is None else keys
     return [
-        SimpleNamespace(value=raw, message=SimpleNamespace(partition=3, offset=100 + i, key=b"user-key"))
-        for i, raw in enumerate(raws)
+        SimpleNamespace(value=raw, message=SimpleNamespace(partition=3, offset=100 + i, key=key))
+        for i, (raw, key) in enumerate(zip(raws, keys, strict=True))
     ]
 
 
@@ -357,6 +367,22 @@ def test_a_validator_bug_still_becomes_a_dead_letter(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(Transaction, "model_validate_json", broken)
     with pytest.raises(ContractError, match="could not be decoded: OverflowError"):
         decode(Transaction, json.dumps(GOOD).encode())
+
+
+@pytest.mark.parametrize("key", [None, b"t-1", b" u1", b"U1", "u1\u00e9".encode("latin-1")])
+def test_a_record_not_keyed_by_its_user_id_is_a_dead_letter(key: bytes | None) -> None:
+    """Issue 15: a record keyed otherwise lands where the user's state is not and started a second copy."""
+    record = {"txn_id": "t-1", "user_id": "u1", "timestamp": 1_700_000_000_000, "amount": 5.0,
+              "merchant_id": "m1"}  # fmt: skip
+    raw = json.dumps(record).encode()
+    decoded = decode_events(_events([raw, raw], [b"u1", key]), Transaction, "transactions", MAX_BYTES)
+    assert [txn.user_id for _, txn in decoded.valid] == ["u1"]
+    [(event, letter)] = decoded.dead
+    assert event.message.offset == 101 and letter.raw == raw
+    assert [e.field for e in letter.errors] == ["<key>"] and "must be its user_id 'u1'" in letter.reason
+    assert letter.key == (None if key is None else key.decode("utf-8", "replace"))
+    profile = json.dumps({"user_id": "u1", "age": 30}).encode()
+    assert decode_events(_events([profile], [key]), UserProfile, "user-profiles", MAX_BYTES).dead
 
 
 def test_files_get_the_same_limits() -> None:

@@ -99,8 +99,8 @@ def test_two_txn_ids_with_one_crc32_are_both_scored(tiny, fitted: Path) -> None:
     events, _ = live_events(tiny, scorer)
     first = events[0]
     later = next(e for e in events[1:] if e.user_id == first.user_id)
-    colliding = [LiveEvent(first.user_id, first.txn._replace(txn=txn_identity("txn-597958")), first.profile),
-                 LiveEvent(later.user_id, later.txn._replace(txn=txn_identity("txn-23020404")), later.profile)]
+    colliding = [LiveEvent(e.user_id, e.txn._replace(txn=txn_identity(txn_id)), e.profile)
+                 for e, txn_id in ((first, "txn-597958"), (later, "txn-23020404"))]
     results = score_events(scorer.score, scorer.schema, scorer.max_len, {}, colliding)
     assert stable_hash("txn-597958") == stable_hash("txn-23020404")
     assert [r.duplicate for r in results] == [False, False]
