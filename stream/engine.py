@@ -106,8 +106,10 @@ class ScoringEngine:
         fallback: Scorer | None = None,
         *,
         reference: bool = False,
+        retention_ms: int | None = None,
     ) -> None:
         self.live = live
+        self.retention_ms = retention_ms  # a state idle longer than this (event time) is forgotten
         self.scorer = scorer
         self.threshold = threshold
         self.fallback = fallback
@@ -138,6 +140,7 @@ class ScoringEngine:
         """
         if not txns:
             return []
+        given = states
         records = [txn.model_dump(mode="python") for txn in txns]
         tokens = self.live.tokens(records)
         events = [
@@ -145,6 +148,7 @@ class ScoringEngine:
             for txn, token in zip(txns, tokens, strict=True)
         ]
         degraded = False
+        states = self._unexpired(states, events)
         try:
             results, scratch = await self._run(self.scorer, events, states, stale_ok)
         except ScorerUnavailable:
@@ -152,8 +156,23 @@ class ScoringEngine:
                 raise
             degraded = True
             results, scratch = await self._run(self.fallback, events, states, stale_ok)
-        states.update(scratch)
+        given.update(scratch)
         return [self._outcome(txn, result, degraded) for txn, result in zip(txns, results, strict=True)]
+
+    def _unexpired(self, states: Mapping[str, UserState | bytes],
+                   events: list[LiveEvent]) -> Mapping[str, UserState | bytes]:  # fmt: skip
+        """`states` without those idle for longer than the retention before their user's first event
+        here: such a user starts afresh, the same in the live worker (whatever its sweep has deleted
+        yet) and in the backtest, because the rule reads only the user's own event times."""
+        if self.retention_ms is None:
+            return states
+        first: dict[str, int] = {}
+        for event in events:
+            first.setdefault(event.user_id, event.txn.time_ms)
+        retention = self.retention_ms
+        expired = {user for user, t in first.items()
+                   if user in states and t - UserState.last_time_of(states[user]) > retention}  # fmt: skip
+        return {u: s for u, s in states.items() if u not in expired} if expired else states
 
     async def refresh(
         self, states: Mapping[str, UserState], profiles: Mapping[str, CachedProfile | None]

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     window_length: int = Field(default=100, ge=1)
     alert_threshold: float = Field(default=0.5, ge=0, le=1)
     embedding_ttl_s: float = Field(default=24 * 3600, gt=0)
+    # A user with no event for this many days (by event time) is forgotten: their next event starts a
+    # fresh state, and a sweep deletes the stored state with a changelog tombstone so compaction frees
+    # it (stream/worker/retention.py). 0: keep every user forever. The sweep reads this many stored
+    # states per partition and batch, so a partition of 1 M users is swept in ~4,000 batches.
+    state_retention_days: float = Field(default=400.0, ge=0)
+    state_sweep_keys: int = Field(default=256, ge=1)
     model_dir: Path | None = None  # the exported model artefact; default: home / "model"
     scorer: Literal["triton", "inprocess"] = "triton"
     degraded_mode: Literal["fallback", "pause"] = "fallback"
@@ -120,6 +126,16 @@ class Settings(BaseSettings):
     # pod name): a worker restarted after a crash takes its partitions back at once instead of waiting
     # for the broker's session timeout. Unset: dynamic membership (a clean stop leaves the group).
     worker_group_instance_id: str | None = None
+
+    # A worker stops within this many seconds of SIGTERM, or of a crash of one of its agents, whatever
+    # the broker does; past it, it exits at once without committing (exit code 70: the open
+    # transaction aborts, the next owner reads the batch again). Keep it under the orchestrator's grace
+    # period (compose 30 s, Kubernetes 60 s) so the exit is the worker's own, logged.
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+
+    @property
+    def state_retention_ms(self) -> int | None:
+        return round(self.state_retention_days * 86_400_000) if self.state_retention_days else None
 
     @property
     def exactly_once(self) -> bool:

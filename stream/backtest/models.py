@@ -66,7 +66,8 @@ async def open_model(spec: ModelSpec, settings: Settings, scorer_kind: str, thre
         except (OSError, ValueError, KeyError) as exc:
             raise PantherError(f"--model {spec.path}: cannot load the artefact: {exc}") from None
     tap = TokenTap(live)
-    engine = ScoringEngine(tap, scorer, threshold)  # type: ignore[arg-type]  # TokenTap quacks like LiveModel
+    engine = ScoringEngine(tap, scorer, threshold,  # type: ignore[arg-type]  # TokenTap quacks like LiveModel
+                           retention_ms=settings.state_retention_ms)
     return ModelRun(spec, live, tap, scorer, engine, TokenCounts(live.tokenizer.vocab_size))
 
 

@@ -71,6 +71,10 @@ class WorkerMetrics:
             "panther_lagged_scores_total", "scores made from a lagging state (state_lag > 0)",
             registry=registry,
         )
+        self.evicted = Counter(
+            "panther_state_evictions_total", "users deleted from the state for inactivity (retention.py)",
+            registry=registry,
+        )
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import numpy as np
+from mode.utils.futures import maybe_cancel
 
 from stream.engine import ScoringEngine
 from stream.errors import PantherError
@@ -30,6 +32,7 @@ from stream.worker.channels import Channels, declare_channels
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.profile_agent import ProfileAgent
 from stream.worker.scoring_agent import ScoringAgent
+from stream.worker.shutdown import StopDeadline, health_problem, stop_on_crash
 from stream.worker.state_dir import LocalState
 from stream.worker.tables import ChangelogOffsets, Tables, declare_tables
 from stream.worker.transactions import BatchCommitter
@@ -142,7 +145,8 @@ def build_worker(settings: Settings) -> Worker:
             contract = ServingContract(reference.max_len, tuple(reference.signal_names),
                                        reference.sequence_dim)  # fmt: skip
         primary = ReconnectingTritonScorer(settings, live.model_version, contract, live.head_sha256)
-    engine = ScoringEngine(live, primary, settings.alert_threshold, fallback=fallback)
+    engine = ScoringEngine(live, primary, settings.alert_threshold, fallback=fallback,
+                           retention_ms=settings.state_retention_ms)
     app = create_app(settings)
     channels = declare_channels(app, settings)
     tables = declare_tables(app, settings.partitions)
@@ -161,11 +165,38 @@ def build_worker(settings: Settings) -> Worker:
             return await primary.health()
         return {"ready": True, "scorer": "inprocess"}
 
-    install_endpoints(app, metrics, scorer_health)
+    install_endpoints(app, metrics, scorer_health, problem=lambda: health_problem(app, committer))
     return Worker(app, settings, channels, tables, engine, metrics, committer)
 
 
 class _Worker(faust.Worker):
+    """Faust's Worker, stopping on a crash of the app and within `deadline` of any stop (shutdown.py)."""
+
+    def __init__(self, app: faust.App, *, deadline: StopDeadline, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.deadline = deadline
+        self._crash_watch: asyncio.Future[None] | None = None
+
+    async def on_start(self) -> None:
+        self._crash_watch = asyncio.ensure_future(stop_on_crash(self.app, self.stop_after_crash))
+        await super().on_start()
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        self.deadline.arm(f"{signal.name}")
+        super()._schedule_shutdown(signal)
+
+    def stop_after_crash(self, reason: BaseException) -> None:
+        """Stop as a SIGTERM would: a crashed worker must not keep its partitions (exit code 1)."""
+        self.deadline.arm(f"a crash ({type(reason).__name__})")
+        if not self._signal_stop_time:
+            self.log.error("stopping: the app crashed (%r); its partitions go to the group again", reason)
+            self._signal_stop_time = self.loop.time()
+            self._signal_stop_future = asyncio.ensure_future(self._stop_crashed(), loop=self.loop)
+
+    async def _stop_crashed(self) -> None:
+        await self.stop()
+        maybe_cancel(self._starting_fut)
+
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         """Raise the root logger to the chosen level, not only its handler.
 
@@ -186,6 +217,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     scoring thread's slice — at 1,000 events/s the worker sat idle 40 % of the time while records
     piled up in front of it (docs/BENCHMARKS.md, issue 14).
 
+    Any stop (a signal, or a crash of the app: `shutdown.py`) ends within `PANTHER_SHUTDOWN_TIMEOUT_S`.
     Under exactly-once the local table store is kept only if the previous run shut down cleanly, and
     marked clean again only if everything this run wrote was committed (see state_dir.py).
     """
@@ -195,7 +227,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if local is not None and not local.open():
         worker.app.log.info("no clean shutdown marker: tables are restored from their changelogs")
     try:
-        _Worker(worker.app, loglevel=loglevel).execute_from_commandline()
+        deadline = StopDeadline(settings.shutdown_timeout_s)
+        _Worker(worker.app, deadline=deadline, loglevel=loglevel).execute_from_commandline()
     finally:
         if local is not None:
             local.close(clean=worker.committer.clean)

@@ -24,6 +24,7 @@ from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import dead_letter_outputs, decode_events
 from stream.worker.refresh import StateRefresher, stale_states
+from stream.worker.retention import RetentionSweep
 from stream.worker.tables import read_value, write_value
 from stream.worker.transactions import Output
 
@@ -45,6 +46,7 @@ class ScoringAgent(BatchAgent):
 
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
                                         self.settings.refresh_batch_max, owned, refreshed)  # fmt: skip
+        self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys)
 
     async def run(self, stream: Any) -> None:
         try:
@@ -67,6 +69,8 @@ class ScoringAgent(BatchAgent):
                                 self.settings.max_message_bytes)  # fmt: skip
         source = {txn.user_id: event for event, txn in decoded.valid}  # a user's events share a partition
         txns = [txn for _, txn in decoded.valid]
+        for event, txn in decoded.valid:
+            self.sweep.observe(event.message.partition, round(txn.timestamp.timestamp() * 1000))
         lap("decode")
         stale_ok = await self.refresher.settle(source)
         lap("settle")
@@ -93,7 +97,12 @@ class ScoringAgent(BatchAgent):
                           if isinstance(state, UserState)]  # bytes: only duplicates of the user  # fmt: skip
             changelog += [write_value(windows, event, user_id.encode(), raw)
                           for user_id, event, raw in behind if user_id not in source]  # fmt: skip
-            return changelog
+            busy = {user_id.encode() for user_id in source} | {user_id.encode() for user_id, _, _ in behind}
+            partitions = {event.message.partition: event for event in events}.values()
+            deleted = self.sweep.deleted
+            evicted = self.sweep.deletions(windows, embeddings, partitions, busy)
+            self.metrics.evicted.inc(self.sweep.deleted - deleted)
+            return changelog + evicted
 
         started = time.perf_counter()
         await self.committer.commit_batch(events, write, outputs, self.generation)

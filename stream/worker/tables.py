@@ -55,6 +55,14 @@ def write_value(table: faust.Table, source: Any, key: bytes, value: bytes) -> Ou
     return Output(source, table.changelog_topic.get_topic_name(), key, value)
 
 
+def delete_value(table: faust.Table, source: Any, key: bytes) -> Output:
+    """Delete `key` from the database of `source`'s partition; → its changelog tombstone, to send."""
+    store = table.data
+    store._db_for_partition(source.message.partition).delete(key)
+    store._key_index.pop(key, None)
+    return Output(source, table.changelog_topic.get_topic_name(), key, None)
+
+
 class ChangelogOffsets:
     """The last changelog offset each store holds, recorded as Faust's `_on_changelog_sent` does."""
 

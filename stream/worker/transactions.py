@@ -86,7 +86,7 @@ class Output:
     source: Any  # the Faust event it answers (topics are co-partitioned)
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (a table key deleted)
 
 
 class BatchCommitter:
@@ -108,7 +108,7 @@ class BatchCommitter:
     @property
     def clean(self) -> bool:
         """Everything written was committed: the local state equals the changelog's committed state."""
-        return self.failed is None and not self.dirty
+        return self.failed is None and not self.dirty and self.app.crash_reason is None
 
     def install(self) -> None:
         """Route every commit and ack Faust makes through the committer (once, before the first batch)."""
@@ -331,7 +331,7 @@ async def _send_batches(producer: Any, topic: str, partition: int,
             sent.append((await producer.send_batch(batch, topic, partition=partition), count))
             batch, count = builder(), 0
             if batch.append(timestamp=None, key=record.key, value=record.value) is None:
-                raise BatchFailed(f"a {len(record.value)}-byte record does not fit a record batch")
+                raise BatchFailed(f"a {len(record.value or b'')}-byte record does not fit a record batch")
         count += 1
     sent.append((await producer.send_batch(batch, topic, partition=partition), count))
     return sent

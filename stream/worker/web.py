@@ -1,6 +1,7 @@
 """Operational endpoints on the worker's web port: liveness, readiness, Prometheus metrics.
 
-/health answers as long as the event loop runs; /ready only when partitions are assigned and the
+/health answers 200 while the worker works, 503 once the app crashed or a batch failed (the worker is
+then stopping: `shutdown.py`); /ready only when partitions are assigned and the
 scorer answers (a load balancer or Kubernetes should not route to a worker that cannot score).
 """
 
@@ -16,17 +17,21 @@ from stream.worker.metrics import WorkerMetrics
 
 
 def install_endpoints(
-    app: faust.App, metrics: WorkerMetrics, scorer_health: Callable[[], Awaitable[dict[str, Any]]]
+    app: faust.App, metrics: WorkerMetrics, scorer_health: Callable[[], Awaitable[dict[str, Any]]],
+    problem: Callable[[], str] = lambda: "",
 ) -> None:
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
+        why = problem()
+        if why:
+            return web.json({"status": "failed", "reason": why}, status=503)
         return web.json({"status": "ok"})
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
         assigned = len(app.consumer.assignment()) if app.consumer else 0
         scorer = await scorer_health()
-        is_ready = assigned > 0 and bool(scorer.get("ready"))
+        is_ready = assigned > 0 and bool(scorer.get("ready")) and not problem()
         body = {"ready": is_ready, "assigned_partitions": assigned, "scorer": scorer}
         return web.json(body, status=200 if is_ready else 503)
 

@@ -180,3 +180,44 @@ def test_refresh_leaves_states_still_in_bytes_alone(tiny_model: tuple[Path, Path
 
     untouched, refreshed = asyncio.run(run())
     assert untouched == 0 and refreshed == 0  # the batch's own catch-up already made every cache valid
+
+
+def test_a_user_idle_past_the_retention_starts_afresh(tiny_model: tuple[Path, Path]) -> None:
+    """Issue 15 (state retention): the rule reads only the user's event times, so live and backtest agree."""
+    from collections import Counter
+    from datetime import timedelta
+
+    from stream.engine import ScoringEngine
+    from stream.live_model import LiveModel
+    from stream.scoring import InProcessScorer
+
+    model, data = tiny_model
+    txns = transactions(data, 400)
+    user = Counter(t.user_id for t in txns).most_common(1)[0][0]
+    mine = [t for t in txns if t.user_id == user]
+    live = LiveModel.from_artifact_dir(model)
+    engine = ScoringEngine(live, InProcessScorer.from_artifact(model, threads=1), 0.5,
+                           retention_ms=100 * 86_400_000)  # fmt: skip
+
+    def after(days: float) -> Transaction:
+        when = mine[-2].timestamp + timedelta(days=days)
+        return mine[-1].model_copy(update={"txn_id": f"later-{days}", "timestamp": when})
+
+    async def next_score(days: float, as_bytes: bool) -> tuple[float, int]:
+        states: dict[str, Any] = {}
+        await engine.score(mine[:-1], states, {})
+        if as_bytes:  # as the worker's table holds it
+            states = {u: s.to_bytes() for u, s in states.items()}
+        [outcome] = await engine.score([after(days)], states, {})
+        return outcome.score.score, states[user].n
+
+    async def fresh_score(days: float) -> float:
+        [outcome] = await engine.score([after(days)], {}, {})
+        return outcome.score.score
+
+    for as_bytes in (False, True):
+        kept_score, kept_n = asyncio.run(next_score(99, as_bytes))
+        gone_score, gone_n = asyncio.run(next_score(101, as_bytes))
+        assert kept_n == len(mine) and gone_n == 1
+        assert gone_score == pytest.approx(asyncio.run(fresh_score(101)), abs=1e-6)
+        assert kept_score != pytest.approx(asyncio.run(fresh_score(99)), abs=1e-6)

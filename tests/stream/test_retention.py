@@ -1,0 +1,79 @@
+"""The retention sweep (stream/worker/retention.py) over a real RocksDB database (rocksdict), as Faust
+opens it: bounded scans that wrap around, busy users spared, deletes with changelog tombstones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from rocksdict import Options, Rdict
+
+from models.fraud.state import UserState, update
+from models.fraud.txn import TxnView
+from stream.worker.retention import RetentionSweep
+
+DAY_MS = 86_400_000
+
+
+def _db(path: Path) -> Rdict:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    return Rdict(str(path), options=options)
+
+
+def _state(last_ms: int) -> bytes:
+    state = UserState()
+    update(state, TxnView(last_ms, 5.0, 3, 1, 2, 3, 4, 5, 6, 0, 7))
+    return state.to_bytes()
+
+
+class _Table:
+    """The two things of a faust.Table the sweep touches: its store's databases and its changelog."""
+
+    def __init__(self, db: Rdict, changelog: str) -> None:
+        self.data = SimpleNamespace(_db_for_partition=lambda partition: db, _key_index={})
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: changelog)
+
+
+def test_the_header_read_equals_the_decoded_last_time() -> None:
+    raw = _state(1_700_000_000_123)
+    assert UserState.last_time_of(raw) == UserState.from_bytes(raw).last_time == 1_700_000_000_123
+
+
+def test_idle_users_are_deleted_with_tombstones_in_bounded_scans(tmp_path: Path) -> None:
+    windows_db, embeddings_db = _db(tmp_path / "w"), _db(tmp_path / "e")
+    now = 1_700_000_000_000
+    idle_days = {"u0": 500, "u1": 1, "u2": 401, "u3": 450, "u4": 0, "u5": 999}  # u5: busy in this batch
+    for user, days in idle_days.items():
+        windows_db.put(user.encode(), _state(now - days * DAY_MS))
+    embeddings_db.put(b"u0", b"embedding")
+    windows, embeddings = _Table(windows_db, "app-user_windows-changelog"), _Table(embeddings_db, "emb-cl")
+    sweep = RetentionSweep(retention_ms=400 * DAY_MS, keys_per_batch=4)
+    source = SimpleNamespace(message=SimpleNamespace(partition=0))
+    assert sweep.deletions(windows, embeddings, [source], set()) == []  # no stream time yet: nothing
+    sweep.observe(0, now)
+    sweep.observe(0, now - DAY_MS)  # an older event does not move stream time back
+
+    first = sweep.deletions(windows, embeddings, [source], {b"u5"})  # scans u0..u3
+    second = sweep.deletions(windows, embeddings, [source], {b"u5"})  # u4, u5, then wraps
+    assert [(o.topic, o.key, o.value) for o in first] == [
+        ("app-user_windows-changelog", b"u0", None), ("emb-cl", b"u0", None),
+        ("app-user_windows-changelog", b"u2", None), ("app-user_windows-changelog", b"u3", None)]
+    assert second == [] and sweep.deleted == 3
+    assert sorted(windows_db.keys()) == [b"u1", b"u4", b"u5"] and list(embeddings_db.keys()) == []
+
+    sweep.observe(0, now + 600 * DAY_MS)  # much later: everyone idle, u5 no longer busy
+    third = sweep.deletions(windows, embeddings, [source], set())
+    assert [o.key for o in third] == [b"u1", b"u4", b"u5"] and list(windows_db.keys()) == []
+    windows_db.close()
+    embeddings_db.close()
+
+
+def test_no_retention_sweeps_nothing(tmp_path: Path) -> None:
+    db = _db(tmp_path / "w")
+    db.put(b"u0", _state(0))
+    sweep = RetentionSweep(retention_ms=None, keys_per_batch=8)
+    sweep.observe(0, 10**13)
+    table = _Table(db, "cl")
+    assert sweep.deletions(table, table, [SimpleNamespace(message=SimpleNamespace(partition=0))], set()) == []
+    db.close()
