@@ -1,22 +1,16 @@
-"""Training windows and evaluation batches from DATA's Sequences / EvalSet."""
+"""Training windows and evaluation batches from DATA's Sequences / EvalSet: exact window bounds, batch
+counts, seeding, profile alignment by id."""
 
 from __future__ import annotations
-
-import doctest
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-import models.loaders
 from models.batch import PAD_ID, UNK_ID
 from models.loaders import TrainBatches, UserFeatures, WindowSpec, eval_batches
 from models.sequences import build_sequences, make_eval_set
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(models.loaders).failed == 0
 
 
 def _seqs(lengths: dict[str, int]):
@@ -54,6 +48,45 @@ def test_windows_all_cover_every_target_once() -> None:
     assert sorted(predicted[1]) == [200 + p for p in range(1, 4)]
     assert 2 not in predicted  # a single-event user has nothing to predict
     assert sorted(predicted[3]) == [401]
+
+
+def test_unshuffled_all_windows_have_exact_bounds_and_n_batches_counts_them() -> None:
+    seqs = _seqs({"a": 11, "b": 4, "c": 1, "d": 2})  # rows start at offsets 0, 11, 15, 16
+    loader = TrainBatches(
+        seqs, UserFeatures.empty(4), WindowSpec(max_len=4, batch_size=2, mode="all", shuffle=False)
+    )
+    users, starts, ends = loader.windows(0)
+    # "a": 10 targets, 4 per window, newest first: [6, 11), [2, 7), [0, 3); "c" has no target.
+    assert users.tolist() == [0, 0, 0, 1, 3]
+    assert starts.tolist() == [6, 2, 0, 11, 16] and ends.tolist() == [11, 7, 3, 15, 18]
+    batches = list(loader.epoch(0))
+    assert loader.n_batches() == len(batches) == 3
+    assert [b.tokens.shape[0] for b in batches] == [2, 2, 1]
+    assert batches[0].user_index.tolist() == [0, 0] and batches[2].user_index.tolist() == [3]
+    assert batches[2].tokens.tolist() == [[400]] and batches[2].targets.tolist() == [[401]]
+
+
+def test_the_seed_picks_the_crops() -> None:
+    seqs = _seqs({"a": 30, "b": 25})
+    crops = [
+        TrainBatches(seqs, UserFeatures.empty(2), WindowSpec(max_len=4, mode="random_crop", seed=seed))
+        for seed in (0, 0, 1)
+    ]
+    epochs = [[c.windows(e)[1].tolist() for e in range(5)] for c in crops]
+    assert epochs[0] == epochs[1]  # (seed, epoch) alone decides
+    assert epochs[0] != epochs[2]
+
+
+def test_user_features_align_by_id_text_and_empty_has_no_columns() -> None:
+    features = UserFeatures.align(
+        np.array(["1", "2", "3"]), np.array([2, 1]), np.array([[5], [6]]), None
+    )  # int profile ids match str user ids: both sides are compared as text
+    assert features.profile.tolist() == [[6], [5], [0]] and features.demographics is None
+    profile, demographics = features.take(np.array([2, 0]))
+    assert profile.dtype == torch.int64 and profile.tolist() == [[0], [6]] and demographics is None
+    empty = UserFeatures.empty(3)
+    assert empty.profile.shape == (3, 0) and empty.demographics is None
+    assert empty.take(np.array([1]))[0].shape == (1, 0)
 
 
 def test_latest_and_random_crop_windows() -> None:

@@ -1,4 +1,5 @@
-"""Shared test helpers: a tiny trained model artefact, and the in-process engine run live must equal.
+"""Shared test helpers: a tiny trained model artefact (and a distinct copy of it), and the in-process
+engine run live must equal.
 
 Import the fixture where it is needed (`from tests.stream.model_fixtures import tiny_model`). It is
 session-scoped: one ~30 s training (simulate → pretrain → fit-fraud with tiny overrides) serves every
@@ -8,6 +9,7 @@ test module that imports it in the same pytest session.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -44,6 +46,36 @@ def train_tiny_model(root: Path) -> tuple[Path, Path]:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(model dir, data dir) — trained once per session."""
     return train_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def perturbed_copy(model: Path, out: Path, seed: int = 1, scale: float = 0.3) -> Path:
+    """A second artefact without a second training: `model` with its encoder and fraud-head weights
+    jittered, so it has its own model_version and head sha256 and scores otherwise. A/B tests need two
+    artefacts that differ, or a swap of their results cannot be seen."""
+    import torch
+
+    from models.artifact import load_artifact, save_artifact
+    from models.fraud.head_io import load_head, save_head
+
+    shutil.copytree(model, out)
+    art = load_artifact(out)
+    bundle = load_head(art)
+    generator = torch.Generator().manual_seed(seed)
+
+    def jitter(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point() or t.dim() < 2:  # matrices and embeddings; norms and buffers kept
+            return t
+        return t + scale * (t.std() + 1e-3) * torch.randn(t.shape, generator=generator, dtype=t.dtype)
+
+    state = {name: jitter(t) for name, t in art.state_dict.items()}
+    save_artifact(out, art.config["model"], art.tokenizer, art.profile_schema, state, art.metrics,
+                  art.extra_weights, training_data_hash=art.config.get("training_data_hash"))  # fmt: skip
+    with torch.no_grad():
+        for param in bundle.head.parameters():
+            param.copy_(jitter(param))
+    save_head(out, bundle.head, bundle.schema, bundle.deviation, bundle.temperature,
+              bundle.info.get("summary"), bundle.encoder_state)  # fmt: skip
+    return out
 
 
 def read_profiles(path: Path) -> list[UserProfile]:

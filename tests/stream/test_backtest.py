@@ -1,7 +1,8 @@
 """`panther backtest` against a real broker: exact range boundaries, warm-up, dead letters, determinism,
 parity with the engine, the report (every plot decodes as a PNG), A/B, labels optional, CLI errors.
 
-One tiny model (tests/stream/model_fixtures.py) and one produced topic serve the module. The history
+One tiny model (tests/stream/model_fixtures.py) and one produced topic serve the module; the A/B test
+pits it against a jittered copy (another model_version, other scores), so a swap of results shows. The history
 is produced in event-time order with two extra transactions stamped 1 ms outside [T0, T1] and two
 malformed records (one in range, one before the warm-up), so every boundary is exercised.
 """
@@ -24,15 +25,17 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from models.fraud.metrics import fraud_metrics
 from stream.backtest import BacktestConfig, ModelSpec, TimeRange, run_backtest
 from stream.backtest.config import epoch_ms
 from stream.cli import main
 from stream.events import Transaction
 from stream.files import read_events
+from stream.live_model import LiveModel
 from stream.produce import make_producer, produce_file
 from stream.settings import Settings
 from stream.topics import create_topics
-from tests.stream.model_fixtures import engine_scores, read_profiles, tiny_model
+from tests.stream.model_fixtures import engine_scores, perturbed_copy, read_profiles, tiny_model
 
 __all__ = ["tiny_model"]  # the fixture, imported for pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -101,6 +104,13 @@ def history(kafka_bootstrap: str, tiny_model, tmp_path_factory: pytest.TempPathF
     assert producer.flush(10) == 0
     produce_file(root / "after.parquet", settings.topic_transactions, settings, show_progress=False)
     return History(settings, root / "all.parquet", t0, t1, lookback_ms)
+
+
+@pytest.fixture(scope="module")
+def challenger_model(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second artefact for the A/B test: the tiny model with jittered weights."""
+    model, _ = tiny_model
+    return perturbed_copy(model, tmp_path_factory.mktemp("challenger") / "model")
 
 
 def _config(
@@ -184,15 +194,18 @@ class _Images(HTMLParser):
 
 
 def test_report_has_every_plot_and_compares_models_side_by_side(
-    history: History, tiny_model, tmp_path: Path
+    history: History, tiny_model, challenger_model: Path, tmp_path: Path
 ) -> None:
     from matplotlib.image import imread
 
     model, _ = tiny_model
+    paths = {"champion": model, "challenger": challenger_model}
+    versions = {label: LiveModel.from_artifact_dir(path).model_version for label, path in paths.items()}
+    assert versions["champion"] != versions["challenger"]
     config = replace(
         _config(history, model, tmp_path),
         alert_rate=0.02,
-        models=(ModelSpec("champion", model), ModelSpec("challenger", model)),
+        models=(ModelSpec("champion", model), ModelSpec("challenger", challenger_model)),
     )
     summary = run_backtest(config, history.settings, progress=False)
     assert {p.name for p in tmp_path.iterdir()} == {"scores.parquet", "report.json", "report.html"}
@@ -219,6 +232,44 @@ def test_report_has_every_plot_and_compares_models_side_by_side(
     assert set(table["model"]) == {"champion", "challenger"}
     cut = table.groupby("model")["threshold"].first()
     assert (table["alerted"] == (table["score"] >= table["model"].map(cut))).all()
+    _assert_each_result_is_its_own_artefacts(summary, table, paths, versions)
+
+    # The challenger's column is what that artefact scores alone: nothing leaked from the champion.
+    alone_config = replace(config, models=(ModelSpec("solo", challenger_model),), report_dir=tmp_path / "b")
+    solo = run_backtest(alone_config, history.settings, progress=False)
+    alone = _scores(tmp_path / "b")
+    challenger = table[table["model"] == "challenger"].reset_index(drop=True)
+    assert alone["txn_id"].tolist() == challenger["txn_id"].tolist()
+    assert np.array_equal(alone["score"].to_numpy(), challenger["score"].to_numpy())  # bit for bit
+    assert solo["models"]["solo"]["model_version"] == versions["challenger"]
+    assert solo["models"]["solo"]["fraud"]["pr_auc"] == models["challenger"]["fraud"]["pr_auc"]
+
+
+def _assert_each_result_is_its_own_artefacts(
+    summary: dict[str, Any], table: pd.DataFrame, paths: dict[str, Path], versions: dict[str, str]
+) -> None:
+    """Rows carry their scorer's model_version, the two score the same events differently, and each
+    summary's numbers are those of its own rows (a swap between rows and summary would show)."""
+    by_model = {label: rows.reset_index(drop=True) for label, rows in table.groupby("model")}
+    for label, rows in by_model.items():
+        m = summary["models"][label]
+        assert m["model_dir"] == str(paths[label]) and m["model_version"] == versions[label]
+        assert set(rows["model_version"]) == {versions[label]}, label
+        # The summary reads the sink's float32 copy of the scores: recompute from the same precision.
+        scores = rows["score"].to_numpy(np.float32).astype(np.float64)
+        assert m["scored"] == len(rows) == m["score_distribution"]["n"]
+        assert m["score_distribution"]["mean"] == pytest.approx(scores.mean(), rel=1e-9), label
+        assert m["alerts"] == int((scores >= m["threshold"]).sum()), label
+        assert rows["is_fraud"].notna().all() and m["labelled"] == len(rows)
+        recomputed = fraud_metrics(scores, rows["is_fraud"].to_numpy(dtype=bool))
+        for key in ("pr_auc", "roc_auc", "recall@1%", "recall@10%"):
+            assert m["fraud"][key] == pytest.approx(recomputed[key], abs=1e-9), (label, key)
+    champion, challenger = by_model["champion"], by_model["challenger"]
+    assert champion["txn_id"].tolist() == challenger["txn_id"].tolist()  # the same events
+    gap = np.abs(champion["score"].to_numpy() - challenger["score"].to_numpy())
+    assert np.median(gap) > 1e-3, np.median(gap)  # scored otherwise, nearly everywhere
+    pr_auc = {label: summary["models"][label]["fraud"]["pr_auc"] for label in by_model}
+    assert pr_auc["champion"] != pr_auc["challenger"]
 
 
 def test_without_labels_the_report_shows_volume_distribution_and_drift(

@@ -22,9 +22,9 @@ from tests.stream.model_fixtures import tiny_model
 from tests.stream.worker_harness import (
     Offline,
     cache_profiles,
-    collect,
     exactly_once,
     offline,
+    read_to_end,
     running_worker,
     serve_model,
     wait_for,
@@ -41,6 +41,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MALFORMED = [b"{not json", b'{"txn_id": "x1", "user_id": "u000001"}', b'{"txn_id": "x2", "user_id": "u1", '
              b'"timestamp": "2026-01-01T00:00:00Z", "amount": -5, "merchant_id": "m1"}']  # fmt: skip
+# Each one's dead letter: the fields at fault and the start of its reason.
+DEAD_REASONS = {
+    MALFORMED[0]: (["<record>"], "not valid JSON: "),
+    MALFORMED[1]: (["timestamp", "amount", "merchant_id"],
+                   "timestamp={'txn_id': 'x1', 'user_id': 'u000001'}: Field required; amount="),
+    MALFORMED[2]: (["amount"], "amount=-5: Input should be greater than or equal to 0"),
+}
 
 
 @pytest.fixture
@@ -72,9 +79,16 @@ def test_every_valid_transaction_is_scored_once_and_bad_ones_reach_the_dlq(live_
     producer.flush(10)
 
     scores = exactly_once(settings, settings.topic_scores, [t.txn_id for t in offline.txns])
-    dead = collect(settings, settings.topic_dlq, len(MALFORMED), timeout_s=30)
-    assert sorted(base_raw(d) for d in dead) == sorted(MALFORMED)
-    assert all(d["reason"] for d in dead)
+    # The whole DLQ, to its end: exactly one letter per malformed record (the redelivered duplicate and
+    # the valid transactions none), each with its own reason.
+    dead = read_to_end(settings, settings.topic_dlq)
+    assert sorted(base_raw(d) for d in dead) == sorted(MALFORMED), [d["reason"] for d in dead]
+    for letter in dead:
+        fields, reason = DEAD_REASONS[base_raw(letter)]
+        assert [e["field"] for e in letter["errors"]] == fields, letter
+        assert letter["reason"].startswith(reason), letter
+        assert (letter["source_topic"], letter["key"]) == (settings.topic_transactions, "u000001")
+    assert len({(d["partition"], d["offset"]) for d in dead}) == len(MALFORMED)
 
     # Live equals the in-process engine on the same events (one code path for state and features).
     _assert_live_equals_offline(scores, offline, 1e-5)

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from panther_common.ports import free_port
 from stream.events import Transaction
@@ -156,6 +158,40 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 def collect(settings: Settings, topic: str, expected: int, timeout_s: float = 120) -> list[dict]:
     records = follow(topic, settings, from_beginning=True, max_records=expected, idle_timeout_s=timeout_s)
     return [json.loads(record.value) for record in records]
+
+
+def read_to_end(settings: Settings, topic: str, quiet_s: float = 5, timeout_s: float = 60) -> list[dict]:
+    """Every committed record of `topic`, read until each partition reports its end (partition EOF, past
+    any transaction markers) and nothing more arrived for `quiet_s`. Unlike `collect`, no expected count
+    stops the read, so an extra record is counted instead of left unread."""
+    consumer = Consumer({
+        **settings.kafka_client_config(), "group.id": f"panther-test-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
+    })  # fmt: skip
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        at_end = dict.fromkeys(partitions, False)
+        records: list[dict] = []
+        deadline = time.monotonic() + timeout_s
+        last = time.monotonic()
+        while not (all(at_end.values()) and time.monotonic() - last >= quiet_s):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: no end reached in {timeout_s} s ({len(records)} records)")
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                if message.error().code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(message.error())
+                at_end[message.partition()] = True
+                continue
+            at_end[message.partition()] = False
+            last = time.monotonic()
+            records.append(json.loads(message.value()))
+        return records
+    finally:
+        consumer.close()
 
 
 def exactly_once(settings: Settings, topic: str, txn_ids: list[str]) -> list[dict]:
