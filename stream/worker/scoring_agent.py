@@ -29,6 +29,7 @@ from stream.worker.tables import read_value, write_value
 from stream.worker.transactions import Output
 
 MAX_BACKOFF_S = 10.0
+PAUSE_POLL_S = 0.1  # how soon a held batch notices a rebalance
 
 
 class ScoringAgent(BatchAgent):
@@ -79,7 +80,7 @@ class ScoringAgent(BatchAgent):
         refreshed = await self._refresh_stale(profiles)
         lap("load")
         rows_before = self.engine.encoder_rows
-        outcomes = await self._score_with_backoff(txns, states, profiles, stale_ok) if txns else []
+        outcomes = await self._score_with_backoff(txns, states, profiles, stale_ok, events) if txns else []
         self.metrics.score_seconds.observe(time.perf_counter() - started)
         self.metrics.encoder_rows.inc(self.engine.encoder_rows - rows_before)
         lap("score")
@@ -182,8 +183,8 @@ class ScoringAgent(BatchAgent):
         return refreshed
 
     async def _score_with_backoff(self, txns: list[Transaction], states: dict[str, UserState | bytes],
-                                  profiles: dict[str, CachedProfile | None],
-                                  stale_ok: frozenset[str]) -> list[Any]:  # fmt: skip
+                                  profiles: dict[str, CachedProfile | None], stale_ok: frozenset[str],
+                                  events: list[Any]) -> list[Any]:  # fmt: skip
         """Degraded mode "pause": hold the batch (nothing acked, nothing lost) and retry with backoff."""
         delay = 0.25
         while True:
@@ -194,8 +195,22 @@ class ScoringAgent(BatchAgent):
             except ScorerUnavailable as exc:
                 self.metrics.scorer_up.set(0)
                 self.app.log.warning("scorer unavailable (%s): pausing %.2fs", exc, delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay, events)
                 delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def _pause(self, seconds: float, events: list[Any]) -> None:
+        """Sleep, but give the held batch up as soon as a rebalance starts (issue 15).
+
+        A revocation waits for every fetched message to be acked (Faust's `wait_empty`), so a batch held
+        through a scorer outage held the whole group's rebalance with it — the new member idle, and past
+        the rebalance timeout this member fenced. The batch is unwritten: dropping it loses nothing
+        (`BatchCommitter.drop`; the partitions' next owner, maybe this worker again, reads it again).
+        """
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self.app.rebalancing or self.app.consumer_generation_id != self.generation:
+                self.committer.drop(events, "a rebalance began while the batch waited for the scorer")
+            await asyncio.sleep(min(remaining, PAUSE_POLL_S))
 
 
 def cached_is_fresh(cached: CachedProfile | None, engine: ScoringEngine, ttl_s: float) -> bool:

@@ -206,9 +206,7 @@ class BatchCommitter:
                 raise BatchFailed("an earlier batch failed; not committing") from self.failed
             overtaken = self._overtaken(events, generation)
             if overtaken:
-                log.info("a batch of %d events is read again: %s", len(events), overtaken)
-                self._ack(events)
-                raise BatchDropped(overtaken)
+                self.drop(events, overtaken)
             self.dirty = True
             try:
                 if not self.exactly_once:
@@ -236,6 +234,13 @@ class BatchCommitter:
                 self.failed = exc
                 raise
             self.dirty = False
+
+    def drop(self, events: Sequence[Any], why: str) -> None:
+        """Give a batch up before anything of it is written: released (a rebalance waiting for it goes
+        on), never committable, read again by its partitions' next owner. Raises BatchDropped."""
+        log.info("a batch of %d events is read again: %s", len(events), why)
+        self._ack(events)
+        raise BatchDropped(why)
 
     def _overtaken(self, events: Sequence[Any], generation: Any) -> str:
         """Why a rebalance makes the batch unwritable ('' if it does not).

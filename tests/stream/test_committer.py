@@ -10,6 +10,7 @@ a rebalance; a failed commit poisons the committer and stops the app.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict, namedtuple
 from types import SimpleNamespace
 from typing import Any
@@ -180,3 +181,26 @@ async def test_a_batch_whose_partition_transaction_was_closed_for_a_revocation_i
     with pytest.raises(BatchDropped, match="app-g-1"):
         await committer.commit_batch([Event(app, 0, 1), Event(app, 1, 1)], writer(log, "1"))
     assert log == [] and committer.clean and not committer.committable
+
+
+async def test_a_batch_held_through_a_scorer_outage_is_given_up_when_a_rebalance_starts() -> None:
+    """Issue 15: pause mode held the batch unacked, so the group's rebalance (Faust's `wait_empty`)
+    waited for the whole outage; now the pause notices the rebalance and drops the unwritten batch."""
+    from stream.worker.scoring_agent import ScoringAgent
+
+    log: list[str] = []
+    app = fake_app(log)
+    app.rebalancing = False
+    committer = BatchCommitter(app, exactly_once=True)
+    committer.install()
+    agent = SimpleNamespace(app=app, committer=committer, generation=1)
+    events = [Event(app, 0, 7), Event(app, 1, 9)]
+
+    await ScoringAgent._pause(agent, 0.05, events)  # type: ignore[arg-type]  # no rebalance: just a sleep
+    assert app.acked == []
+    asyncio.get_running_loop().call_later(0.05, lambda: setattr(app, "rebalancing", True))
+    began = time.monotonic()
+    with pytest.raises(BatchDropped, match="waited for the scorer"):
+        await ScoringAgent._pause(agent, 10.0, events)  # type: ignore[arg-type]
+    assert time.monotonic() - began < 1.0, "a rebalance must not wait out the backoff"
+    assert app.acked == [7, 9] and log == [] and not committer.committable  # released, never committed
