@@ -76,12 +76,19 @@ def test_every_valid_transaction_is_scored_once_and_bad_ones_reach_the_dlq(live_
     # A redelivered transaction (same txn_id) must not be scored twice.
     first = offline.txns[0]
     producer.produce(settings.topic_transactions, key=first.user_id.encode(), value=first.to_json_bytes())
+    # A valid transaction keyed by its txn id, not its user_id: a dead letter, never a score (issue 15).
+    wrong = first.model_copy(update={"txn_id": "keyed-by-its-txn-id"})
+    producer.produce(settings.topic_transactions, key=b"keyed-by-its-txn-id", value=wrong.to_json_bytes())
     producer.flush(10)
 
     scores = exactly_once(settings, settings.topic_scores, [t.txn_id for t in offline.txns])
     # The whole DLQ, to its end: exactly one letter per malformed record (the redelivered duplicate and
     # the valid transactions none), each with its own reason.
     dead = read_to_end(settings, settings.topic_dlq)
+    keyed = [d for d in dead if d["errors"][0]["field"] == "<key>"]
+    assert len(keyed) == 1 and keyed[0]["key"] == "keyed-by-its-txn-id", [d["reason"] for d in dead]
+    assert f"the record key must be its user_id '{first.user_id}'" in keyed[0]["reason"]
+    dead = [d for d in dead if d is not keyed[0]]
     assert sorted(base_raw(d) for d in dead) == sorted(MALFORMED), [d["reason"] for d in dead]
     for letter in dead:
         fields, reason = DEAD_REASONS[base_raw(letter)]
