@@ -4,6 +4,8 @@
   under at_least_once no lost score, and any repeat equal to the first copy;
 - the broker is stopped and started again (same data dir and ports) mid-stream: no loss;
 - the broker is killed, then the worker is sent SIGTERM: it is gone within its stop deadline;
+- a second worker joins while Triton is down in `pause` mode: it gets partitions during the outage, and
+  every event is scored once after it;
 - Triton is stopped for 10 s: scores fall back to the in-process model marked `degraded`, then Triton
   scores again, every event scored once;
 - a producer much faster than the worker: the worker's memory stays bounded while the lag grows.
@@ -29,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from panther_common.ports import free_ports
+from panther_common.ports import free_port, free_ports
 from stream.broker import LocalKafka
 from stream.live_traffic import plan_passes
 from stream.produce import DeliveryReport, _send, make_producer, produce_file
@@ -334,3 +336,49 @@ def _padding() -> bytes:
     """~2 KB that lz4 cannot shrink: Kafka's fetch limits count compressed bytes, so a compressible
     padding would let one 1 MB fetch carry ~100 MB of records and measure the compressor instead."""
     return b',"padding":"' + base64.b64encode(os.urandom(1536)) + b'"}'
+
+
+def test_a_rebalance_during_a_triton_outage_in_pause_mode_loses_nothing(
+    kafka_bootstrap: str, unique_topic, tmp_path: Path, tiny_model, offline, triton_server
+) -> None:
+    """Issue 15: a batch held through a Triton outage (`degraded_mode=pause`) held the group's rebalance
+    too: a worker joining meanwhile got no partition until Triton came back. Now the held batch is
+    given up when the rebalance starts; the joiner gets its partitions during the outage, and once
+    Triton answers every event is scored exactly once by one of the two, neither worker crashed."""
+    model, data = tiny_model
+    base = worker_settings(kafka_bootstrap, unique_topic, tmp_path, model, offline.threshold)
+    settings = with_triton(base, triton_server, degraded_mode="pause", triton_breaker_reset_s=1.0)
+    joiner = settings.model_copy(update={"worker_data_dir": tmp_path / "b" / "worker",
+                                         "web_port": free_port()})  # fmt: skip
+    create_topics(settings)
+    first = WorkerProcess(settings, tmp_path / "first.log")
+    second = WorkerProcess(joiner, tmp_path / "second.log")
+    first.start()
+    try:
+        first.wait_ready()
+        cache_profiles(settings, first, data)
+        started = time.monotonic()
+        producing = produce_in_background(settings, offline.path, rate=60.0)  # ~10 s of traffic
+        wait_for(lambda: first.scored() >= 30, 60, "the first scores")
+        triton_server.stop()  # type: ignore[attr-defined]
+        down = time.monotonic()
+        wait_for(lambda: first.metric("panther_scorer_up") == 0, 30, "the first worker to pause")
+        second.start()
+
+        def assigned(worker: WorkerProcess) -> int:
+            status, body = worker.get("/ready")
+            return json.loads(body).get("assigned_partitions", 0) if status else 0
+
+        wait_for(lambda: assigned(second) > 0, 45, "the joiner's partitions while Triton is still down")
+        during = time.monotonic() - down
+        triton_server.start(wait_s=120)  # type: ignore[attr-defined]
+        producing.join(60)
+        result = tally("rebalance during a Triton outage, degraded_mode=pause", settings, offline, started,
+                       note=f"the joiner had partitions {during:.0f} s into the outage")  # fmt: skip
+        assert first.alive and second.alive, "neither worker may crash (or be fenced) over it"
+        assert result.degraded == 0, "pause mode never scores degraded"
+    finally:
+        second.stop()
+        first.stop()
+        if not triton_server.status().running:  # type: ignore[attr-defined]
+            triton_server.start(wait_s=120)  # type: ignore[attr-defined]
