@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -45,7 +46,9 @@ from tests.stream.worker_harness import (
     WorkerProcess,
     cache_profiles,
     collect,
+    kill_inside_an_open_transaction,
     offline,
+    read_to_end,
     running_worker,
     serve_model,
     wait_for,
@@ -130,13 +133,20 @@ def test_a_killed_worker_restarts_without_losing_or_repeating_a_score(started_wo
     producing = produce_in_background(settings, offline.path, rate=150.0)
     wait_for(lambda: worker.scored() >= len(offline.txns) // 5, 60, "the first scores")
     before = worker.scored()
-    worker.stop(signal.SIGKILL)  # no shutdown: an open transaction, a store ahead of its changelog
+    # No shutdown, and inside a transaction whose scores are already on the broker: a store ahead of
+    # its changelog, records the restart must abort (fence) and a batch it must score again, once.
+    open_records = kill_inside_an_open_transaction(settings, worker)
     assert before < len(offline.txns), "the kill should land mid-stream"
     producing.join(60)
     worker.start()
     worker.wait_ready(timeout_s=120)
     tally("worker SIGKILL mid-stream, restarted", settings, offline, started,
-          note=f"killed after {int(before)} scores")  # fmt: skip
+          note=f"killed after {int(before)} scores, {open_records} in an open transaction")  # fmt: skip
+    committed = Counter(s["txn_id"] for s in read_to_end(settings, settings.topic_scores))
+    everything = read_to_end(settings, settings.topic_scores, isolation="read_uncommitted")
+    aborted = Counter(s["txn_id"] for s in everything) - committed
+    assert aborted, "the kill should have left scores in a transaction that was then aborted"
+    assert all(committed[txn_id] == 1 for txn_id in aborted), "each aborted score committed once after"
 
 
 def test_at_least_once_a_killed_worker_repeats_scores_but_never_loses_one(

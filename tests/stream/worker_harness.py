@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -160,13 +161,15 @@ def collect(settings: Settings, topic: str, expected: int, timeout_s: float = 12
     return [json.loads(record.value) for record in records]
 
 
-def read_to_end(settings: Settings, topic: str, quiet_s: float = 5, timeout_s: float = 60) -> list[dict]:
+def read_to_end(settings: Settings, topic: str, quiet_s: float = 5, timeout_s: float = 60,
+                isolation: str = "read_committed") -> list[dict]:  # fmt: skip
     """Every committed record of `topic`, read until each partition reports its end (partition EOF, past
     any transaction markers) and nothing more arrived for `quiet_s`. Unlike `collect`, no expected count
-    stops the read, so an extra record is counted instead of left unread."""
+    stops the read, so an extra record is counted instead of left unread. `read_uncommitted` also
+    returns the records of aborted transactions."""
     consumer = Consumer({
         **settings.kafka_client_config(), "group.id": f"panther-test-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "isolation.level": "read_committed", "enable.partition.eof": True,
+        "enable.auto.commit": False, "isolation.level": isolation, "enable.partition.eof": True,
     })  # fmt: skip
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -192,6 +195,46 @@ def read_to_end(settings: Settings, topic: str, quiet_s: float = 5, timeout_s: f
         return records
     finally:
         consumer.close()
+
+
+def kill_inside_an_open_transaction(settings: Settings, worker: WorkerProcess, timeout_s: float = 30) -> int:
+    """SIGKILL the worker while its scores topic holds records of a transaction it has not committed.
+
+    Seen from outside, a transaction is open while a partition's high watermark is above its last
+    stable offset (what a read_committed client is told is the end; the high watermark is read first,
+    so a commit between the two reads is not mistaken for an open transaction). That window also
+    covers a commit already on its way to the broker, which a kill cannot stop; so the worker is
+    frozen (SIGSTOP) first, and killed only if the transaction is still open a moment later (else it
+    resumes and the watch goes on). → how many records the killed transaction had on that partition."""
+    assert worker.proc is not None
+    topic = settings.topic_scores
+    probes = [Consumer({**settings.kafka_client_config(), "isolation.level": isolation,
+                        "group.id": f"panther-probe-{uuid.uuid4().hex[:8]}"})
+              for isolation in ("read_uncommitted", "read_committed")]  # fmt: skip
+
+    def pending(tp: TopicPartition) -> int:
+        high = probes[0].get_watermark_offsets(tp, timeout=5, cached=False)[1]
+        return high - probes[1].get_watermark_offsets(tp, timeout=5, cached=False)[1]
+
+    try:
+        listed = probes[0].list_topics(topic, timeout=10).topics[topic].partitions
+        partitions = [TopicPartition(topic, p) for p in listed]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for tp in partitions:
+                if pending(tp) <= 0:
+                    continue
+                worker.proc.send_signal(signal.SIGSTOP)
+                time.sleep(1.5)  # a commit already sent completes meanwhile; an open transaction stays open
+                still = pending(tp)
+                if still > 0:
+                    worker.stop(signal.SIGKILL)
+                    return still
+                worker.proc.send_signal(signal.SIGCONT)
+        raise AssertionError(f"no open transaction seen on {topic} in {timeout_s} s")
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def exactly_once(settings: Settings, topic: str, txn_ids: list[str]) -> list[dict]:
