@@ -175,7 +175,10 @@ def _user_key(raw: bytes) -> bytes:
         user_id = json.loads(raw).get("user_id")
     except (ValueError, AttributeError, RecursionError):
         return b"user-key"
-    return user_id.strip().encode() if isinstance(user_id, str) else b"user-key"
+    try:
+        return user_id.strip().encode() if isinstance(user_id, str) else b"user-key"
+    except UnicodeEncodeError:  # a lone surrogate: the record is refused before its key is read
+        return b"user-key"
 
 
 def _events(raws: list[bytes], keys: list[bytes | None] | None = None) -> list[SimpleNamespace]:
