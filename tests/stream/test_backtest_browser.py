@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from stream.backtest import ModelSpec, run_backtest
-from tests.stream.model_fixtures import tiny_model
+from tests.stream.model_fixtures import perturbed_copy, tiny_model
 from tests.stream.test_backtest import EXPECTED_PLOTS, History, _config, history
 
 __all__ = ["history", "tiny_model"]  # the fixtures, imported for pytest
@@ -105,13 +105,16 @@ def test_report_opens_in_a_headless_browser_with_every_plot(
     from matplotlib.image import imread
 
     model, _ = tiny_model
+    challenger = perturbed_copy(model, tmp_path / "challenger" / "model")  # A/B of two distinct artefacts
     out = tmp_path / "report"
     config = replace(
         _config(history, model, out),
         alert_rate=0.02,
-        models=(ModelSpec("champion", model), ModelSpec("challenger", model)),
+        models=(ModelSpec("champion", model), ModelSpec("challenger", challenger)),
     )
     summary = run_backtest(config, history.settings, progress=False)
+    versions = {label: m["model_version"] for label, m in summary["models"].items()}
+    assert versions["champion"] != versions["challenger"]
     assert set(summary["plots"]) == EXPECTED_PLOTS
     page = out / "report.html"
 
