@@ -21,7 +21,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from panther_common.ports import free_port, free_ports
+from panther_common.ports import free_port
 from stream.broker import LocalKafka
 from stream.events import Transaction
 from stream.files import read_events
@@ -38,9 +37,10 @@ from stream.produce import make_producer
 from stream.settings import Settings
 from stream.topics import create_topics
 from tests.stream.model_fixtures import tiny_model
+from tests.stream.test_faults import own_broker
 from tests.stream.worker_harness import WorkerProcess, serve_model, with_triton, worker_settings
 
-__all__ = ["tiny_model"]  # a fixture, imported for pytest
+__all__ = ["own_broker", "tiny_model"]  # fixtures, imported for pytest
 SOAK_S = float(os.environ.get("PANTHER_SOAK_S", "0"))
 RATE = float(os.environ.get("PANTHER_SOAK_RATE", "1000"))
 ONLY_ON_REQUEST = pytest.mark.skipif(not SOAK_S, reason="the soak runs only when PANTHER_SOAK_S is set")
@@ -107,27 +107,13 @@ def _read_all(settings: Settings, topic: str) -> list[tuple[bytes, int]]:
         consumer.close()
 
 
-@pytest.fixture
-def soak_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    settings = Settings()
-    port, controller_port = free_ports(2)
-    kafka = LocalKafka(settings.home, version=settings.kafka_version, port=port,
-                       controller_port=controller_port, heap=settings.broker_heap,
-                       data_dir=tmp_path / "kafka")  # fmt: skip
-    kafka.start(wait_s=120)
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
-
-
-def test_soak(soak_broker: LocalKafka, unique_topic, tmp_path: Path, tiny_model) -> None:
+def test_soak(own_broker: LocalKafka, unique_topic, tmp_path: Path, tiny_model) -> None:
     model, data = tiny_model
     triton_root = tmp_path / "triton"
     triton_root.mkdir()
     servers = serve_model(model, triton_root)
     triton = next(servers)
-    base = worker_settings(soak_broker.bootstrap, unique_topic, tmp_path, model, 0.5, partitions=6,
+    base = worker_settings(own_broker.bootstrap, unique_topic, tmp_path, model, 0.5, partitions=6,
                            batch_max=512)  # fmt: skip
     settings = with_triton(base, triton, degraded_mode="fallback", triton_breaker_reset_s=1.0)
     create_topics(settings)
@@ -173,9 +159,9 @@ def test_soak(soak_broker: LocalKafka, unique_topic, tmp_path: Path, tiny_model)
                     restarts += 1
                     victim.start()
             elif action == "broker":
-                soak_broker.stop()
+                own_broker.stop()
                 time.sleep(5)
-                soak_broker.start(wait_s=120)
+                own_broker.start(wait_s=120)
             elif action == "triton":
                 triton.stop()
                 time.sleep(30)

@@ -119,15 +119,21 @@ def test_serialization_round_trips_exactly() -> None:
         UserState.from_bytes(b"nope")
 
 
-def test_states_of_the_previous_layout_still_load() -> None:
-    """Migration: PUS1 bytes load as the same state, with no cached prediction and an unknown model."""
-    old = UserState.from_bytes(V1_STATE)
+def _the_three_stored_events() -> UserState:
+    """The state V1_STATE and V2_STATE were written from (before their own extras)."""
     expected = UserState()
     for i in range(3):
         update(expected, txn_view({"txn_id": f"t{i}", "timestamp": 1_000_000 * (i + 1), "amount": 10.0 + i,
                                    "merchant_id": f"m{i % 2}", "device_id": "d1", "country": "DE",
                                    "merchant_category": "food", "channel": "online"}, 5 + i),
                p=0.1 * (i + 1))  # fmt: skip
+    return expected
+
+
+def test_states_of_the_previous_layout_still_load() -> None:
+    """Migration: PUS1 bytes load as the same state, with no cached prediction and an unknown model."""
+    old = UserState.from_bytes(V1_STATE)
+    expected = _the_three_stored_events()
     expected.recent_txns = []  # CRC-32 ids of the old layouts are dropped
     assert old == expected and old.prediction is None and old.model_tag == 0
     assert UserState.from_bytes(old.to_bytes()) == old and old.to_bytes()[:4] == b"PUS3"
@@ -136,12 +142,7 @@ def test_states_of_the_previous_layout_still_load() -> None:
 def test_states_with_crc32_txn_ids_still_load() -> None:
     """Migration: PUS2 bytes (with a cached prediction) load whole but for their CRC-32 txn ids."""
     old = UserState.from_bytes(V2_STATE)
-    expected = UserState()
-    for i in range(3):
-        update(expected, txn_view({"txn_id": f"t{i}", "timestamp": 1_000_000 * (i + 1), "amount": 10.0 + i,
-                                   "merchant_id": f"m{i % 2}", "device_id": "d1", "country": "DE",
-                                   "merchant_category": "food", "channel": "online"}, 5 + i),
-               p=0.1 * (i + 1))  # fmt: skip
+    expected = _the_three_stored_events()
     expected.recent_txns = []
     expected.model_tag = tag64("panther-1")
     expected.prediction = Prediction(3, tag64("panther-1", "head"), profile_tag(np.arange(2)), -3.25,
