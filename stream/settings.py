@@ -91,9 +91,11 @@ class Settings(BaseSettings):
     # A user with no event for this many days (by event time) is forgotten: their next event starts a
     # fresh state, and a sweep deletes the stored state with a changelog tombstone so compaction frees
     # it (stream/worker/retention.py). 0: keep every user forever. The sweep reads this many stored
-    # states per partition and batch, so a partition of 1 M users is swept in ~4,000 batches.
+    # states of a partition at most once per interval (with a batch of that partition), so a partition
+    # of 1 M users is swept in ~4,000 intervals (~70 min), whatever the batch rate.
     state_retention_days: float = Field(default=400.0, ge=0)
     state_sweep_keys: int = Field(default=256, ge=1)
+    state_sweep_interval_s: float = Field(default=1.0, ge=0)
     model_dir: Path | None = None  # the exported model artefact; default: home / "model"
     scorer: Literal["triton", "inprocess"] = "triton"
     degraded_mode: Literal["fallback", "pause"] = "fallback"

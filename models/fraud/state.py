@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from models.fraud.running import Running
+from models.fraud.state_codec import pack, unpack
 from models.fraud.txn import TxnView
 
 HOUR_MS = 3_600_000
@@ -238,6 +239,11 @@ class UserState:
         return state
 
     def to_bytes(self) -> bytes:
+        """Compact binary form (PUS3): one `struct.pack` (`state_codec.pack`), byte for byte what
+        `to_bytes_reference` writes — 5–10x faster, and on the worker's path twice per event."""
+        return pack(self)
+
+    def to_bytes_reference(self) -> bytes:
         """Compact binary form (≈ 3.5 KB for a full 100-event window with few merchants, 5.4 KB with 30:
         `python -m bench.state_disk`; + the prediction: 48 bytes and 4 per float of h_u and the head's
         sequence input), exact round trip."""
@@ -272,6 +278,14 @@ class UserState:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserState:
+        """Reads every layout; PUS3 with one `struct.unpack_from` (`state_codec.unpack`), older ones
+        with `from_bytes_reference`. Equal to the reference on every state (tested)."""
+        if bytes(raw[:4]) == _MAGIC:
+            return unpack(cls(), raw, Prediction)
+        return cls.from_bytes_reference(raw)
+
+    @classmethod
+    def from_bytes_reference(cls, raw: bytes) -> UserState:
         """Reads every layout: PUS3, PUS2 (CRC-32 txn ids) and PUS1 (no cached prediction either).
 
         The recent txn ids of PUS1/PUS2 are CRC-32s, not comparable with today's identities: they are

@@ -19,6 +19,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -84,9 +85,16 @@ class TxnView(NamedTuple):
     txn: int  # txn_identity of txn_id (redelivery identity, 63-bit BLAKE2b)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def _epoch_ms(value: Any) -> int:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return round(value)
+    if type(value) is datetime:  # a validated Transaction's: exact integer arithmetic, 20x pd.Timestamp
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return (aware - _EPOCH) // _MS
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return int(stamp.value // 1_000_000)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,19 @@ class ScoringAgent(BatchAgent):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
 
+        assignment: tuple[Any, frozenset[Any]] = (None, frozenset())
+
         def owned(source: Any) -> bool:
-            return source.message.tp in self.app.consumer.assignment()
+            """Is the source's partition still ours? The assignment (a set Faust builds anew on each
+            call, 3 % of the GIL at full speed) is kept per rebalance, and read afresh during one."""
+            nonlocal assignment
+            app = self.app
+            if app.rebalancing:
+                return source.message.tp in app.consumer.assignment()
+            key = (app.rebalancing_count, app.consumer_generation_id)
+            if assignment[0] != key:
+                assignment = (key, frozenset(app.consumer.assignment()))
+            return source.message.tp in assignment[1]
 
         def refreshed(rows: int, seconds: float) -> None:
             self.metrics.refresh_rows.inc(rows)
@@ -47,7 +59,8 @@ class ScoringAgent(BatchAgent):
 
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
                                         self.settings.refresh_batch_max, owned, refreshed)  # fmt: skip
-        self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys)
+        self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
+                                    self.settings.state_sweep_interval_s)
 
     async def run(self, stream: Any) -> None:
         try:
@@ -70,8 +83,13 @@ class ScoringAgent(BatchAgent):
                                 self.settings.max_message_bytes)  # fmt: skip
         source = {txn.user_id: event for event, txn in decoded.valid}  # a user's events share a partition
         txns = [txn for _, txn in decoded.valid]
+        newest: dict[int, datetime] = {}
         for event, txn in decoded.valid:
-            self.sweep.observe(event.message.partition, round(txn.timestamp.timestamp() * 1000))
+            partition = event.message.partition
+            if partition not in newest or txn.timestamp > newest[partition]:
+                newest[partition] = txn.timestamp
+        for partition, stamp in newest.items():
+            self.sweep.observe(partition, round(stamp.timestamp() * 1000))
         lap("decode")
         stale_ok = await self.refresher.settle(source)
         lap("settle")

@@ -225,3 +225,48 @@ def test_txn_doctests() -> None:
 
     result = doctest.testmod(models.fraud.txn)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_struct_codec_writes_and_reads_what_the_numpy_reference_does() -> None:
+    """`to_bytes` / `from_bytes` (one struct call each, `state_codec`) equal the numpy reference byte
+    for byte: empty, short and full windows, late events, evicted maps, with and without a prediction."""
+    rng = np.random.default_rng(7)
+    config = StateConfig(window=20, max_merchants=6, max_devices=3, max_recent_txns=9)
+    for trial in range(40):
+        state = UserState()
+        for i in range(int(rng.integers(0, 60))):
+            t = 1_000 * i - (5_000 if rng.random() < 0.1 else 0)  # some late events
+            device = f"d{i % 5}" if rng.random() < 0.8 else None
+            update(state, txn(t, amount=float(rng.lognormal(2, 1)), token=int(rng.integers(1, 900)),
+                              merchant=f"m{rng.integers(10)}", device=device, country=f"c{rng.integers(4)}"),
+                   p=float(rng.random()) if rng.random() < 0.8 else None, config=config)  # fmt: skip
+        if trial % 2:
+            state.model_tag = tag64(f"m{trial}")
+            state.prediction = Prediction(state.n, tag64("m", "h"), trial + 1, -float(trial),
+                                          rng.standard_normal(8).astype(np.float32),
+                                          rng.standard_normal(trial % 3).astype(np.float32))  # fmt: skip
+        raw = state.to_bytes()
+        assert raw == state.to_bytes_reference()
+        fast, reference = UserState.from_bytes(raw), UserState.from_bytes_reference(raw)
+        assert fast == reference == state
+        assert list(fast.merchant_stats) == list(state.merchant_stats)
+        assert all(type(x) is int for x in fast.times + fast.recent_txns)  # no numpy scalars leak out
+        assert fast.prediction is None or fast.prediction.hidden.flags.writeable
+
+
+def test_a_datetime_event_time_is_the_same_millisecond_as_pandas_reads_it() -> None:
+    """`txn_view`'s datetime fast path (integer timedelta arithmetic) equals pd.Timestamp's floor to ms:
+    before 1970, sub-millisecond, other offsets, naive (= UTC)."""
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+
+    import pandas as pd
+
+    rng = random.Random(3)
+    for _ in range(2_000):
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(-10**15, 4 * 10**15))
+        moment = moment.astimezone(timezone(timedelta(minutes=rng.choice([0, 60, -330, 345]))))
+        for value in (moment, moment.replace(tzinfo=None)):
+            stamp = pd.Timestamp(value)
+            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            assert txn_view({"timestamp": value, "amount": 1.0}, 0).time_ms == stamp.value // 1_000_000
