@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     # Python's GIL switch interval in the worker (sys.setswitchinterval): Faust's consumer thread needs
     # many short turns; Python's 5 ms default starved it (stream/worker/runtime.py).
     gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.1)
+    # Python's gen-0 garbage-collection threshold in the worker (gc.set_threshold; 0: Python's 700).
+    # The per-batch garbage is acyclic (freed by reference counting), yet at 700 the cyclic collector
+    # ran ~70 times a second and scanned every live state and Faust object: 10 % of the worker's CPU at
+    # full speed, 2 % at 20,000 (docs/BENCHMARKS.md, issue 14). The objects alive after start-up (the
+    # model, Faust, the libraries) are also frozen out of the collector's scans (gc.freeze).
+    gc_threshold: int = Field(default=20_000, ge=0)
     window_length: int = Field(default=100, ge=1)
     alert_threshold: float = Field(default=0.5, ge=0, le=1)
     embedding_ttl_s: float = Field(default=24 * 3600, gt=0)

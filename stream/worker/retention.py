@@ -73,8 +73,9 @@ class RetentionSweep:
         now = time.monotonic()
         for source in sources:
             partition = source.message.partition
-            if now - self._last_scan.get(partition, -math.inf) < self.interval_s:
-                continue
+            recent = now - self._last_scan.get(partition, -math.inf) < self.interval_s
+            if partition not in self.stream_time or recent:
+                continue  # nothing to judge by yet, or scanned within the interval: a later batch will
             self._last_scan[partition] = now
             keys = self.expired(windows.data._db_for_partition(partition), partition, busy)
             cached = embeddings.data._db_for_partition(partition)

@@ -69,6 +69,24 @@ def test_idle_users_are_deleted_with_tombstones_in_bounded_scans(tmp_path: Path)
     embeddings_db.close()
 
 
+def test_a_partition_is_scanned_at_most_once_per_interval(tmp_path: Path, monkeypatch) -> None:
+    db = _db(tmp_path / "w")
+    now = 1_700_000_000_000
+    clock = iter([0.0, 0.5, 0.9, 1.6])  # time.monotonic() of four batches
+    monkeypatch.setattr("stream.worker.retention.time.monotonic", lambda: next(clock))
+    sweep = RetentionSweep(retention_ms=DAY_MS, keys_per_batch=8, interval_s=1.0)
+    table = _Table(db, "cl")
+    source = SimpleNamespace(message=SimpleNamespace(partition=0))
+    assert sweep.deletions(table, table, [source], set()) == []  # t=0: no stream time yet, no scan spent
+    sweep.observe(0, now)
+    db.put(b"u0", _state(now - 2 * DAY_MS))
+    assert [o.key for o in sweep.deletions(table, table, [source], set())] == [b"u0"]  # t=0.5: scans
+    db.put(b"u1", _state(now - 2 * DAY_MS))
+    assert sweep.deletions(table, table, [source], set()) == []  # t=0.9: within the interval
+    assert [o.key for o in sweep.deletions(table, table, [source], set())] == [b"u1"]  # t=1.6: due again
+    db.close()
+
+
 def test_no_retention_sweeps_nothing(tmp_path: Path) -> None:
     db = _db(tmp_path / "w")
     db.put(b"u0", _state(0))

@@ -55,3 +55,21 @@ def test_health_fails_once_the_app_crashed_or_a_batch_failed() -> None:
     assert health_problem(healthy, failed) == "crashed: ValueError: batch"
     crashed = SimpleNamespace(crash_reason=KeyError("tp"))
     assert health_problem(crashed, SimpleNamespace(failed=None)).startswith("crashed: KeyError")
+
+
+def test_the_worker_gc_tuning_freezes_start_up_and_raises_gen0() -> None:
+    """`PANTHER_GC_THRESHOLD`: start-up's objects frozen out of the collector, gen 0 at the threshold;
+    0 keeps Python's defaults."""
+    import gc
+
+    from stream.worker.runtime import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(0)
+        assert gc.get_threshold() == before
+        tune_gc(20_000)
+        assert gc.get_threshold() == (20_000, before[1], before[2]) and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

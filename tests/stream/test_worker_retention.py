@@ -28,7 +28,8 @@ def test_an_idle_user_is_deleted_with_a_changelog_tombstone(kafka_bootstrap: str
                                                             tmp_path: Path, tiny_model) -> None:  # fmt: skip
     model, _ = tiny_model
     settings = worker_settings(kafka_bootstrap, unique_topic, tmp_path, model, 0.5, partitions=1,
-                               state_retention_days=1.0)  # fmt: skip
+                               state_retention_days=1.0, state_sweep_interval_s=0.0)  # fmt: skip
+    # interval 0: the one late event's batch sweeps, however soon after the first batch's sweep it comes
     changelog = f"{settings.app_id}-user_windows-changelog"
     with running_worker(settings, tmp_path / "worker.log", profiles_from=None) as worker:
         producer = make_producer(settings)
