@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy as _copy
 import hashlib
 import math
+from array import array
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from models.fraud.running import Running
-from models.fraud.state_codec import pack, unpack
+from models.fraud.state_codec import COLUMN_TYPES, WINDOW_FIELDS, pack, unpack
 from models.fraud.txn import TxnView
 
 HOUR_MS = 3_600_000
@@ -121,21 +122,22 @@ class Prediction:
 
 
 _PREDICTION_HEADER = 6  # folded, tag, profile, lse, d, S (8 bytes each)
-_WINDOW_FIELDS = ("times", "tokens", "amounts", "merchants", "devices", "countries", "cities")
+_WINDOW_FIELDS = WINDOW_FIELDS
 _COUNT_FIELDS = ("devices_seen", "countries_seen", "categories_seen", "channels_seen")
 
 
 @dataclass(slots=True)
 class UserState:
-    """One user's state; see the module docstring. Window lists are parallel and sorted by time."""
+    """One user's state; see the module docstring. Window columns are parallel and sorted by time:
+    typed `array.array`s, so the codec copies each whole (`tobytes` / `frombytes`), never per value."""
 
-    times: list[int] = field(default_factory=list)  # (W,) epoch ms, non-decreasing
-    tokens: list[int] = field(default_factory=list)  # (W,) token ids
-    amounts: list[float] = field(default_factory=list)  # (W,) raw amounts
-    merchants: list[int] = field(default_factory=list)  # (W,) hashes
-    devices: list[int] = field(default_factory=list)
-    countries: list[int] = field(default_factory=list)
-    cities: list[int] = field(default_factory=list)
+    times: array = field(default_factory=lambda: array("q"))  # (W,) int64 epoch ms, non-decreasing
+    tokens: array = field(default_factory=lambda: array("q"))  # (W,) int64 token ids
+    amounts: array = field(default_factory=lambda: array("d"))  # (W,) float64 raw amounts
+    merchants: array = field(default_factory=lambda: array("I"))  # (W,) uint32 hashes
+    devices: array = field(default_factory=lambda: array("I"))
+    countries: array = field(default_factory=lambda: array("I"))
+    cities: array = field(default_factory=lambda: array("I"))
     n: int = 0  # events ever seen
     last_time: int = -(2**62)  # newest event time seen, epoch ms
     log_amount: Running = field(default_factory=Running)  # of log1p(amount)
@@ -147,9 +149,16 @@ class UserState:
     categories_seen: dict[int, int] = field(default_factory=dict)
     channels_seen: dict[int, int] = field(default_factory=dict)
     hour_counts: list[int] = field(default_factory=lambda: [0] * HOUR_BUCKETS)
-    recent_txns: list[int] = field(default_factory=list)  # txn_identity of txn ids, oldest first
+    recent_txns: array = field(default_factory=lambda: array("Q"))  # uint64 txn_identity, oldest first
     model_tag: int = 0  # the encoder whose probabilities `prob` / `log_prob` hold (0: not known)
     prediction: Prediction | None = None  # cached encoder outputs for the next event (see module doc)
+
+    def __post_init__(self) -> None:
+        """Columns given as lists (tests, `from_dict`) become the typed arrays the codec copies whole."""
+        for name, typecode in COLUMN_TYPES.items():
+            column = getattr(self, name)
+            if not isinstance(column, array) or column.typecode != typecode:
+                setattr(self, name, array(typecode, column))
 
     # ---- reading ------------------------------------------------------------------------------------
     def context_end(self, time_ms: int) -> int:
@@ -162,7 +171,7 @@ class UserState:
         """The ≤ max_len tokens before an event at `time_ms` (chronological) — the model's window."""
         k = len(self.tokens) if time_ms is None else self.context_end(time_ms)
         start = 0 if max_len is None else max(0, k - max_len)
-        return self.tokens[start:k]
+        return self.tokens[start:k].tolist()
 
     def prob_stats(self) -> tuple[float, float, float, float, float]:
         """(n, μ_P, σ_P, μ_logP, σ_logP) of the user's past predicted probabilities (deviation input)."""
@@ -223,7 +232,7 @@ class UserState:
         state = cls(**{name: [*data[name]] for name in _WINDOW_FIELDS})
         state.n, state.last_time = int(data["n"]), int(data["last_time"])
         state.hour_counts = [int(c) for c in data["hour_counts"]]
-        state.recent_txns = [int(t) for t in data["recent_txns"]]
+        state.recent_txns = array("Q", [int(t) for t in data["recent_txns"]])
         for name in ("log_amount", "prob", "log_prob"):
             n, mean, m2 = data[name]
             setattr(state, name, Running(int(n), float(mean), float(m2)))
@@ -305,12 +314,12 @@ class UserState:
         state.prob = Running(np_, floats[2], floats[3])
         state.log_prob = Running(nl, floats[4], floats[5])
         state.hour_counts = reader.take(np.int64, HOUR_BUCKETS).tolist()
-        state.times = reader.take(np.int64, w).tolist()
-        state.tokens = reader.take(np.int64, w).tolist()
-        state.amounts = reader.take(np.float64, w).tolist()
+        state.times = array("q", reader.take(np.int64, w).tolist())
+        state.tokens = array("q", reader.take(np.int64, w).tolist())
+        state.amounts = array("d", reader.take(np.float64, w).tolist())
         hashes = reader.take(np.uint32, 4 * w).tolist()
-        state.merchants, state.devices = hashes[:w], hashes[w : 2 * w]
-        state.countries, state.cities = hashes[2 * w : 3 * w], hashes[3 * w :]
+        state.merchants, state.devices = array("I", hashes[:w]), array("I", hashes[w : 2 * w])
+        state.countries, state.cities = array("I", hashes[2 * w : 3 * w]), array("I", hashes[3 * w :])
         keys = reader.take(np.uint32, nm).tolist()
         values = reader.take(np.float64, 2 * nm).tolist()
         state.merchant_stats = {k: [values[2 * i], values[2 * i + 1]] for i, k in enumerate(keys)}
@@ -318,7 +327,7 @@ class UserState:
             keys = reader.take(np.uint32, count).tolist()
             setattr(state, name, dict(zip(keys, reader.take(np.int64, count).tolist(), strict=True)))
         if magic == _MAGIC:
-            state.recent_txns = reader.take(np.uint64, nr).tolist()
+            state.recent_txns = array("Q", reader.take(np.uint64, nr).tolist())
         else:
             reader.take(np.uint32, nr)  # CRC-32 ids: dropped (see above)
         if magic != _MAGIC_V1:

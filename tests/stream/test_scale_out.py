@@ -49,6 +49,7 @@ def test_two_workers_share_the_partitions_and_score_each_event_once(
             lambda: sum(w.metric("panther_events_total", 'outcome="profile"') for w in workers) >= profiles,
             90,
             "profiles on both workers",
+            workers,
         )
         produce_file(offline.path, first.topic_transactions, first, show_progress=False)
 

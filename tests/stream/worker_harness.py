@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -147,13 +147,17 @@ def running_worker(settings: Settings, log: Path, profiles_from: Path | None) ->
         worker.stop()
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, workers: Sequence[WorkerProcess] = ()
+) -> None:
+    """Poll `condition`; on timeout fail with the tail of each worker's log, which says why."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    tails = "".join(f"\n--- {w.log.name} ---\n{w.log.read_text(errors='replace')[-4000:]}" for w in workers)
+    raise AssertionError(f"timed out waiting for {what}{tails}")
 
 
 def collect(settings: Settings, topic: str, expected: int, timeout_s: float = 120) -> list[dict]:
@@ -251,7 +255,8 @@ def cache_profiles(settings: Settings, worker: WorkerProcess, data: Path) -> Non
     """Profiles first, awaited: every transaction is then scored with its user's cached embedding."""
     n = len(pd.read_parquet(data / "profiles.parquet"))
     produce_file(data / "profiles.parquet", settings.topic_profiles, settings, show_progress=False)
-    wait_for(lambda: worker.metric("panther_events_total", 'outcome="profile"') >= n, 60, "profiles")
+    cached = lambda: worker.metric("panther_events_total", 'outcome="profile"') >= n  # noqa: E731
+    wait_for(cached, 60, "profiles", [worker])
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def filled(n: int = 30, config: StateConfig | None = None) -> UserState:
 def test_window_is_bounded_and_chronological() -> None:
     state = filled(30)
     assert len(state.times) == 8 and state.n == 30
-    assert state.times == sorted(state.times) and state.times[-1] == 29_000
+    assert list(state.times) == sorted(state.times) and state.times[-1] == 29_000
     assert state.log_amount.n == 30
     np.testing.assert_allclose(state.log_amount.mean, np.mean(np.log1p(np.arange(1, 31))))
 
@@ -83,8 +84,8 @@ def test_late_event_is_placed_by_event_time() -> None:
     for t in (1_000, 3_000, 5_000):
         update(state, txn(t, token=t // 1000))
     update(state, txn(2_000, token=2))  # arrives late
-    assert state.times == [1_000, 2_000, 3_000, 5_000]
-    assert state.tokens == [1, 2, 3, 5]
+    assert list(state.times) == [1_000, 2_000, 3_000, 5_000]
+    assert list(state.tokens) == [1, 2, 3, 5]
     assert state.last_time == 5_000
     assert state.context_end(2_500) == 2 and state.window_tokens(2_500) == [1, 2]
     assert state.window_tokens(None, max_len=2) == [3, 5]
@@ -97,7 +98,7 @@ def test_order_insensitive_aggregates() -> None:
         update(a, e, p=e.amount / 10)
     for e in [*events[6:], *events[:6]]:  # second half first, first half late
         update(b, e, p=e.amount / 10)
-    assert a.times == b.times and a.tokens == b.tokens
+    assert a.times == b.times and a.tokens == b.tokens  # array == array compares values
     for name in ("log_amount", "prob", "log_prob"):
         ra, rb = getattr(a, name), getattr(b, name)
         assert ra.n == rb.n
@@ -134,7 +135,7 @@ def test_states_of_the_previous_layout_still_load() -> None:
     """Migration: PUS1 bytes load as the same state, with no cached prediction and an unknown model."""
     old = UserState.from_bytes(V1_STATE)
     expected = _the_three_stored_events()
-    expected.recent_txns = []  # CRC-32 ids of the old layouts are dropped
+    expected.recent_txns = array("Q")  # CRC-32 ids of the old layouts are dropped
     assert old == expected and old.prediction is None and old.model_tag == 0
     assert UserState.from_bytes(old.to_bytes()) == old and old.to_bytes()[:4] == b"PUS3"
 
@@ -143,7 +144,7 @@ def test_states_with_crc32_txn_ids_still_load() -> None:
     """Migration: PUS2 bytes (with a cached prediction) load whole but for their CRC-32 txn ids."""
     old = UserState.from_bytes(V2_STATE)
     expected = _the_three_stored_events()
-    expected.recent_txns = []
+    expected.recent_txns = array("Q")
     expected.model_tag = tag64("panther-1")
     expected.prediction = Prediction(3, tag64("panther-1", "head"), profile_tag(np.arange(2)), -3.25,
                                      np.arange(4, dtype=np.float32) / 4, np.arange(2, dtype=np.float32))
@@ -250,7 +251,7 @@ def test_the_struct_codec_writes_and_reads_what_the_numpy_reference_does() -> No
         fast, reference = UserState.from_bytes(raw), UserState.from_bytes_reference(raw)
         assert fast == reference == state
         assert list(fast.merchant_stats) == list(state.merchant_stats)
-        assert all(type(x) is int for x in fast.times + fast.recent_txns)  # no numpy scalars leak out
+        assert all(type(x) is int for x in [*fast.times, *fast.recent_txns])  # no numpy scalars leak out
         assert fast.prediction is None or fast.prediction.hidden.flags.writeable
 
 
