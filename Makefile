@@ -10,7 +10,7 @@ export PANTHER_HOME ?= $(HOME)/.cache/panther
 DEMO_DIR ?= $(PANTHER_HOME)/demo
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo demo-stop clean-venv
+.PHONY: install test lint images demo demo-stop clean-venv
 
 $(VENV)/.deps-installed: pyproject.toml requirements-nodeps.txt
 	@echo "== creating $(VENV) (first run installs torch & co; later runs reuse it)"
@@ -31,6 +31,11 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The container images, from this repository alone (deploy/images/build.py, docs/DEPLOY.md): a Debian
+# base made with debootstrap, then Kafka, the worker and Triton (CPU). Needs a Docker engine; cached.
+images:
+	$(PYTHON) deploy/images/build.py
 
 # The detector live (deploy/local/demo.sh): trains a small model the first time (~1 min), then runs the
 # Procfile with honcho until Ctrl-C. DEMO_RATE=N sets the live producer's records/s (default 20).

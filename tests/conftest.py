@@ -23,7 +23,7 @@ from stream.settings import Settings
 
 EXTERNAL_ENV = "PANTHER_KAFKA_BOOTSTRAP"
 CONTAINER_IMAGE_ENV = "PANTHER_KAFKA_IMAGE"
-DEFAULT_CONTAINER_IMAGE = "confluentinc/cp-kafka:8.1.0"  # Confluent Platform 8.1 = Apache Kafka 4.1
+DEFAULT_CONTAINER_IMAGE = "panther-kafka:4.1.1"  # deploy/kafka/Dockerfile, built by `make images`
 
 
 def _announce(config: pytest.Config, message: str) -> None:
@@ -77,18 +77,29 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_container_bootstrap() -> Iterator[str]:
-    """A Kafka in a testcontainers container, only where a Docker engine answers (skipped otherwise)."""
+    """Our Kafka image (deploy/kafka/Dockerfile, `make images`) run by testcontainers, wherever a Docker
+    engine answers; skipped where none does. No registry is needed: the image is built here, and Ryuk
+    (testcontainers' reaper, an image from Docker Hub) is off: the `with` block removes the container."""
     try:
         import docker
 
-        docker.from_env().ping()
+        engine = docker.from_env()
+        engine.ping()
     except Exception as exc:  # no socket, no daemon, no permission: all mean "no Docker here"
         pytest.skip(f"no Docker engine answers ({type(exc).__name__}); testcontainers path not run")
-    from testcontainers.community.kafka import KafkaContainer
-
     image = os.environ.get(CONTAINER_IMAGE_ENV, DEFAULT_CONTAINER_IMAGE)
-    with KafkaContainer(image).with_kraft() as container:
-        yield container.get_bootstrap_server()
+    if not engine.images.list(name=image):
+        pytest.fail(f"a Docker engine answers but has no image {image}: build it with `make images`")
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    (port,) = free_ports(1)
+    advertised = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://localhost:9093"
+    container = DockerContainer(image).with_bind_ports(9092, port)
+    with container.with_env("KAFKA_ADVERTISED_LISTENERS", advertised) as running:
+        wait_for_logs(running, "Kafka Server started", timeout=120)
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 DEFAULT_KS: tuple[float, ...] = (0.1, 1.0, 10.0)
 
@@ -95,6 +94,8 @@ def fraud_metrics(
         out[f"precision@{_k_name(k)}"] = caught / alerts if alerts else 0.0
         out[f"recall_cap@{_k_name(k)}"] = min(1.0, alerts / n_fraud) if n_fraud else 0.0
     both = 0 < n_fraud < n
+    from sklearn.metrics import average_precision_score, roc_auc_score  # here: the lean worker has no sklearn
+
     out["pr_auc"] = float(average_precision_score(labels, scores)) if both else float("nan")
     out["roc_auc"] = float(roc_auc_score(labels, scores)) if both else float("nan")
     if scenarios is not None:

@@ -13,6 +13,7 @@ from stream.broker import server_properties
 from stream.settings import Settings
 from tests.deploy.manifests import (
     COMPOSE,
+    ROOT,
     SETTINGS_ENV,
     compose_schema,
     load_compose,
@@ -43,10 +44,10 @@ def test_the_schema_check_can_fail(
     compose: dict[str, Any], validator: jsonschema.protocols.Validator
 ) -> None:
     broken = copy.deepcopy(compose)
-    broken["services"]["triton"]["deploy"]["resources"]["reservation"] = {}  # misspelled key
+    broken["services"]["triton"]["shm_sise"] = "1gb"  # misspelled key
     broken["services"]["worker"]["depends_on"]["topics"]["condition"] = "service_done"
     messages = " | ".join(str(e.message) for e in validator.iter_errors(broken))
-    assert "'reservation'" in messages and "service_done" in messages
+    assert "'shm_sise'" in messages and "service_done" in messages
 
 
 def test_every_panther_variable_is_a_setting(
@@ -67,40 +68,53 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
         assert repo and tag and tag != "latest", f"{name}: {image} is not pinned"
 
 
-def test_kafka_is_the_version_and_config_the_local_broker_runs(compose: dict[str, Any]) -> None:
+def image_defaults() -> dict[str, str]:
+    """deploy/kafka/server.properties: the container broker's defaults, which KAFKA_* overrides."""
+    lines = (ROOT / "deploy/kafka/server.properties").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_kafka_image_runs_the_local_brokers_version_and_settings(compose: dict[str, Any]) -> None:
     kafka = compose["services"]["kafka"]
-    assert kafka["image"] == f"apache/kafka:{Settings().kafka_version}"
-    local = server_properties("127.0.0.1", 9092, 9093, log_dirs=Path("/x"))
-    env = {
-        key.removeprefix("KAFKA_").lower().replace("_", "."): str(v)
-        for key, v in kafka["environment"].items()
+    assert kafka["image"] == f"panther-kafka:{Settings().kafka_version}"
+    dockerfile = (ROOT / "deploy/kafka/Dockerfile").read_text()
+    assert f"ARG KAFKA_VERSION={Settings().kafka_version}" in dockerfile
+    local = server_properties("127.0.0.1", 9092, 9093, log_dirs=Path("/var/lib/kafka/data"))
+    container = image_defaults()
+    host_bound = {"listeners", "advertised.listeners", "controller.quorum.bootstrap.servers"}
+    assert {k: v for k, v in container.items() if k not in host_bound} == {
+        k: v for k, v in local.items() if k not in host_bound
     }
-    shared = (
-        "process.roles",
-        "offsets.topic.replication.factor",
-        "transaction.state.log.replication.factor",
-        "transaction.state.log.min.isr",
-        "group.initial.rebalance.delay.ms",
-        "auto.create.topics.enable",
-        "controller.listener.names",
-        "inter.broker.listener.name",
-    )
-    for key in shared:
-        assert env[key] == local[key], key
+    env = {key.removeprefix("KAFKA_").lower().replace("_", "."): str(v)
+           for key, v in kafka["environment"].items() if key.startswith("KAFKA_")}  # fmt: skip
     port = Settings().broker_port
     assert f"PLAINTEXT://:{port}" in env["listeners"]
+    assert f"PLAINTEXT://kafka:{port}" in env["advertised.listeners"]
     assert compose["services"]["worker"]["environment"]["PANTHER_KAFKA_BOOTSTRAP"] == f"kafka:{port}"
 
 
-def test_triton_gets_a_gpu_and_the_model(compose: dict[str, Any]) -> None:
+def test_triton_serves_the_model_job_s_model(compose: dict[str, Any]) -> None:
     triton = compose["services"]["triton"]
+    assert triton["depends_on"]["model"]["condition"] == "service_completed_successfully"
+    assert "demo:/demo:ro" in triton["volumes"]
+    assert triton["environment"]["PANTHER_MODEL_DIR"] == "/demo/model"
+    assert str(Settings().triton_http_port) in " ".join(triton["healthcheck"]["test"])
+
+
+def test_no_host_path_is_mounted(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            assert volume.split(":", 1)[0] in compose["volumes"], f"{name}: {volume} is a host path"
+
+
+def test_the_gpu_override_gets_a_gpu() -> None:
+    import yaml
+
+    gpu = yaml.safe_load((ROOT / "deploy/compose/docker-compose.gpu.yml").read_text())
+    triton = gpu["services"]["triton"]
     (device,) = triton["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and device["count"] == 1
-    assert any(volume.endswith(":/model:ro") for volume in triton["volumes"])
-    defaults = Settings()
-    published = {int(p.rsplit(":", 2)[-1]) for p in triton["ports"]}
-    assert published == {defaults.triton_http_port, defaults.triton_grpc_port, defaults.triton_metrics_port}
-    assert str(defaults.triton_http_port) in " ".join(triton["healthcheck"]["test"])
+    assert triton["build"]["dockerfile"] == "deploy/triton/Dockerfile"
 
 
 def test_worker_waits_scales_and_keeps_rocksdb_apart(compose: dict[str, Any]) -> None:

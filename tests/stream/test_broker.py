@@ -350,6 +350,7 @@ async def test_aiokafka_create_topics_like_faust(
 
 
 @pytest.mark.integration
+@pytest.mark.containers
 def test_kafka_in_a_container_roundtrip(
     kafka_container_bootstrap: str, unique_topic: Callable[[str], str]
 ) -> None:
