@@ -26,6 +26,13 @@ CONTAINER_IMAGE_ENV = "PANTHER_KAFKA_IMAGE"
 DEFAULT_CONTAINER_IMAGE = "panther-kafka:4.1.1"  # deploy/kafka/Dockerfile, built by `make images`
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, not in pyproject.toml: the virtualenv is keyed on that file's hash (Makefile).
+    config.addinivalue_line(
+        "markers", "containers: the images of `make images` in a Docker engine (compose, testcontainers)"
+    )
+
+
 def _announce(config: pytest.Config, message: str) -> None:
     """Write past pytest's output capture, so the CI log shows that a real broker ran."""
     capture = config.pluginmanager.get_plugin("capturemanager")
