@@ -16,6 +16,7 @@ from tests.deploy.manifests import (
     K8S,
     SETTINGS_ENV,
     by_kind,
+    load_compose,
     load_k8s,
     panther_env_names,
     panther_invocations,
@@ -74,6 +75,21 @@ def test_config_is_settings(docs: list[dict[str, Any]], monkeypatch: pytest.Monk
     worker = by_kind(docs, "StatefulSet", "panther-worker")
     assert worker["spec"]["replicas"] <= settings.partitions  # more workers than partitions idle
     assert settings.triton_host == by_kind(docs, "Service", "panther-triton")["metadata"]["name"]
+
+
+def test_config_matches_what_the_compose_stack_proved(docs: list[dict[str, Any]]) -> None:
+    """The images the compose test ran: the lean worker (no torch: degraded mode pause, Triton scoring),
+    its web port and RocksDB directory, Triton's HTTP readiness path."""
+    compose = load_compose()["services"]
+    config = by_kind(docs, "ConfigMap", "panther-config")["data"]
+    proved = compose["worker"]["environment"]
+    for key in ("PANTHER_DEGRADED_MODE", "PANTHER_SCORER", "PANTHER_DELIVERY"):
+        assert config[key] == proved[key], key
+    (container,) = by_kind(docs, "StatefulSet", "panther-worker")["spec"]["template"]["spec"]["containers"]
+    assert container["image"].split(":")[0] == compose["worker"]["image"].split(":")[0]
+    assert container["image"].split(":")[1] == compose["worker"]["image"].split(":")[1]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert "/ready" in " ".join(compose["worker"]["healthcheck"]["test"])
 
 
 def test_sasl_credentials_come_from_a_secret(docs: list[dict[str, Any]]) -> None:
