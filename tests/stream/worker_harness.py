@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,6 +110,21 @@ class WorkerProcess:
     def scored(self) -> float:
         return self.metric("panther_events_total", 'outcome="scored"')
 
+    def diagnosis(self) -> str:
+        """What a stalled worker was doing: its log tail, /ready, event counters and, where py-spy is
+        installed, every thread's and the asyncio loop's stack (a timeout in CI then says why)."""
+        status, ready = self.get("/ready")
+        _, body = self.get("/metrics")
+        counters = [line for line in body.splitlines() if line.startswith("panther_events_total")]
+        out = [f"--- {self.log.name}: alive={self.alive} /ready={status} {ready[:200]}", *counters,
+               self.log.read_text(errors="replace")[-4000:]]  # fmt: skip
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if self.alive and self.proc is not None and Path(spy).exists():
+            dump = subprocess.run([spy, "dump", "--pid", str(self.proc.pid)], capture_output=True, text=True,
+                                  timeout=30, check=False)  # fmt: skip
+            out.append("py-spy dump:\n" + (dump.stdout or dump.stderr)[-6000:])
+        return "\n".join(out)
+
     def rss_bytes(self) -> int:
         """Resident memory of the worker process now (Linux /proc), 0 when it is gone."""
         assert self.proc is not None
@@ -156,8 +172,7 @@ def wait_for(
         if condition():
             return
         time.sleep(0.5)
-    tails = "".join(f"\n--- {w.log.name} ---\n{w.log.read_text(errors='replace')[-4000:]}" for w in workers)
-    raise AssertionError(f"timed out waiting for {what}{tails}")
+    raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(w.diagnosis() for w in workers))
 
 
 def collect(settings: Settings, topic: str, expected: int, timeout_s: float = 120) -> list[dict]:
