@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from confluent_kafka import Consumer, Producer
 
@@ -113,8 +114,6 @@ def test_the_stack_scores_every_valid_event_once_and_dead_letters_the_rest(
     run = uuid.uuid4().hex[:8]
     txns, profiles = simulate(SimulatorConfig(users=60, days=12, seed=int(run, 16) % 10_000, fraud_rate=0.02))
     paths = write_dataset(txns, profiles, tmp_path)
-    import pandas as pd
-
     frame = pd.read_parquet(paths["transactions"]).tail(VALID).copy()
     frame["txn_id"] = [f"compose-{run}-{i}" for i in range(len(frame))]
     frame.to_parquet(tmp_path / "replay.parquet", index=False)
