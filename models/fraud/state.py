@@ -122,7 +122,6 @@ class Prediction:
 
 
 _PREDICTION_HEADER = 6  # folded, tag, profile, lse, d, S (8 bytes each)
-_WINDOW_FIELDS = WINDOW_FIELDS
 _COUNT_FIELDS = ("devices_seen", "countries_seen", "categories_seen", "channels_seen")
 
 
@@ -214,7 +213,7 @@ class UserState:
     # ---- serialization (RocksDB value) --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-able; bounded maps as [key, value] pairs so their LRU order survives."""
-        out: dict[str, Any] = {name: list(getattr(self, name)) for name in _WINDOW_FIELDS}
+        out: dict[str, Any] = {name: list(getattr(self, name)) for name in WINDOW_FIELDS}
         out |= {"n": self.n, "last_time": self.last_time, "hour_counts": list(self.hour_counts),
                 "recent_txns": list(self.recent_txns)}
         out |= {name: list(getattr(self, name)) for name in ("log_amount", "prob", "log_prob")}
@@ -229,7 +228,7 @@ class UserState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UserState:
-        state = cls(**{name: [*data[name]] for name in _WINDOW_FIELDS})
+        state = cls(**{name: [*data[name]] for name in WINDOW_FIELDS})
         state.n, state.last_time = int(data["n"]), int(data["last_time"])
         state.hour_counts = [int(c) for c in data["hour_counts"]]
         state.recent_txns = array("Q", [int(t) for t in data["recent_txns"]])
