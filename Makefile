@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PANTHER_HOME ?= $(HOME)/.cache/panther
 DEMO_DIR ?= $(PANTHER_HOME)/demo
-PYTEST_ARGS ?= --durations=25
+PYTEST_ARGS ?= -n 2 --dist loadgroup --durations=25
 
 .PHONY: install test lint images demo demo-stop clean-venv
 

@@ -28,9 +28,20 @@ DEFAULT_CONTAINER_IMAGE = "panther-kafka:4.1.1"  # deploy/kafka/Dockerfile, buil
 
 def pytest_configure(config: pytest.Config) -> None:
     # Registered here, not in pyproject.toml: the virtualenv is keyed on that file's hash (Makefile).
+    config.addinivalue_line("markers", "xdist_group(name): run on one xdist process (pytest-xdist's own)")
     config.addinivalue_line(
         "markers", "containers: the images of `make images` in a Docker engine (compose, testcontainers)"
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `-n 2 --dist loadgroup` (make test) the `worker` tests run one after another on one xdist
+    process while the other takes everything else: they are mostly waiting (Faust starts, rebalances,
+    session timeouts), so in parallel with the CPU-bound rest they cost little wall time, and never
+    two real workers' timing races each other."""
+    for item in items:
+        if item.get_closest_marker("worker"):
+            item.add_marker(pytest.mark.xdist_group("worker"))
 
 
 def _announce(config: pytest.Config, message: str) -> None:

@@ -142,13 +142,11 @@ def build_image(image: Image, public_base: bool, logs: Path) -> Built:
     if not public_base:
         args += ["--build-arg", f"BASE_IMAGE={BASE}"]
     run([*args, "."], logs / f"{image.name}.log", cwd=ROOT, env={**os.environ, "DOCKER_BUILDKIT": "0"})
-    return Built(
-        image.name,
-        image.tag,
-        round(time.monotonic() - started, 1),
-        image_size_mb(image.tag),
-        before == image_id(image.tag),
-    )
+    after = image_id(image.tag)
+    if before and before != after:  # the superseded build, now untagged: GBs per rebuild otherwise
+        subprocess.run(["docker", "image", "rm", before], capture_output=True, check=False)  # in use: kept
+    return Built(image.name, image.tag, round(time.monotonic() - started, 1), image_size_mb(image.tag),
+                 before == after)  # fmt: skip
 
 
 def image_id(tag: str) -> str:

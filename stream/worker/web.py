@@ -60,6 +60,7 @@ def flow_state(app: faust.App) -> dict[str, Any]:
         "recovery_completed": recovery.completed.is_set(),
         "in_recovery": bool(recovery.in_recovery),
         "flow_active": bool(getattr(consumer, "flow_active", False)),
+        "flow_control_active": app.flow_control.is_active(),
         "paused_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in paused),
         "active_partitions": len(getattr(consumer, "_active_partitions", None) or ()),
         "generation": app.consumer_generation_id,
