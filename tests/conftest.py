@@ -21,6 +21,14 @@ from panther_common.ports import free_ports
 from stream.broker import BrokerError, LocalKafka, ToolMissing
 from stream.settings import Settings
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two xdist processes on a 2-core machine: torch's (and its OpenMP's) default of one thread per core
+    # in each, plus the worker subprocesses that inherit this environment, oversubscribe the cores and
+    # OpenMP's spinning threads starve the other process. One intra-op thread each; set before any
+    # test module imports torch.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 EXTERNAL_ENV = "PANTHER_KAFKA_BOOTSTRAP"
 CONTAINER_IMAGE_ENV = "PANTHER_KAFKA_IMAGE"
 DEFAULT_CONTAINER_IMAGE = "panther-kafka:4.1.1"  # deploy/kafka/Dockerfile, built by `make images`
