@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -162,6 +163,28 @@ def running_worker(settings: Settings, log: Path, profiles_from: Path | None) ->
         yield worker
     finally:
         worker.stop()
+
+
+@contextlib.contextmanager
+def supervised(worker: WorkerProcess, poll_s: float = 0.5) -> Iterator[list[int | None]]:
+    """Starts `worker` again whenever its process ends, as its supervisor (systemd, Kubernetes) would;
+    yields the exit codes of the runs that ended. A worker stopping after a crash takes up to its
+    shutdown deadline to exit, so a single "is it alive?" look can come too early: this watches."""
+    done, exits = threading.Event(), []
+
+    def watch() -> None:
+        while not done.wait(poll_s):
+            if worker.proc is not None and worker.proc.poll() is not None:
+                exits.append(worker.proc.returncode)
+                worker.start()
+
+    thread = threading.Thread(target=watch, name="worker-supervisor", daemon=True)
+    thread.start()
+    try:
+        yield exits
+    finally:
+        done.set()
+        thread.join()
 
 
 def wait_for(
