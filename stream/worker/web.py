@@ -40,7 +40,7 @@ def install_endpoints(
 
     @app.page("/debug/tasks")
     async def tasks(web: View, request: Request) -> Response:
-        return web.text(asyncio_tasks(app))
+        return web.text(await partition_positions(app) + asyncio_tasks(app))
 
     @app.page("/metrics")
     async def prometheus(web: View, request: Request) -> Response:
@@ -65,6 +65,25 @@ def flow_state(app: faust.App) -> dict[str, Any]:
         "active_partitions": len(getattr(consumer, "_active_partitions", None) or ()),
         "generation": app.consumer_generation_id,
     }
+
+
+async def partition_positions(app: faust.App) -> str:
+    """Each assigned partition's fetch position, high watermark and whether Faust keeps it active: a
+    partition behind its high watermark that is active but never moves is fetched by nobody."""
+    consumer = app.consumer if app.consumer else None
+    if consumer is None:
+        return "== partitions: no consumer\n"
+    active = getattr(consumer, "_active_partitions", None) or set()
+    lines = ["== partitions (position / highwater / active)"]
+    for tp in sorted(consumer.assignment()):
+        try:
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+        except Exception as exc:  # a diagnostic page: say what failed, never fail the page
+            position, highwater = type(exc).__name__, "?"
+        state = "active" if tp in active else "-"
+        lines.append(f"{tp.topic}:{tp.partition} {position} / {highwater} / {state}")
+    return "\n".join(lines) + "\n"
 
 
 def asyncio_tasks(app: faust.App) -> str:

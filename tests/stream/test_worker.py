@@ -104,6 +104,14 @@ def test_every_valid_transaction_is_scored_once_and_bad_ones_reach_the_dlq(live_
     alerted = {a["txn_id"] for a in alerts}
     assert 0 < offline.recall(offline.alerted) < 1
     assert offline.recall(alerted) == offline.recall(offline.alerted)
+    # What a stall would be diagnosed with (the harness prints it on a timeout): readiness with Faust's
+    # flow state, and every partition's position and every asyncio task.
+    status, ready = worker.get("/ready")
+    assert status == 200 and json.loads(ready)["flow"]["recovery_completed"] is True
+    status, tasks = worker.get("/debug/tasks")
+    listed = f"{settings.topic_transactions}:0 "
+    assert status == 200 and "== main loop:" in tasks and "== consumer-thread loop:" in tasks, tasks[:2000]
+    assert listed in tasks and " / active" in tasks, tasks[:2000]
     assert {a["threshold"] for a in alerts} == {offline.threshold}
 
     status, body = worker.get("/health")
