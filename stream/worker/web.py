@@ -94,6 +94,11 @@ def asyncio_tasks(app: faust.App) -> str:
     if thread is not None and getattr(thread, "thread_loop", None) is not None:
         loops["consumer-thread"] = thread.thread_loop
     out = io.StringIO()
+    agents = getattr(app, "agents", None) or {}
+    out.write(f"== agents: {len(agents)}\n")
+    for agent in agents.values():  # their tasks await a coroutine wrapper, which hides the chain: from here
+        for actor in list(getattr(agent, "_actors", ())):
+            out.write(f"{agent.name}: {' -> '.join(_await_chain(getattr(actor, 'it', None)))}\n")
     for name, loop in loops.items():
         pending = sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name())
         out.write(f"== {name} loop: {len(pending)} tasks\n")

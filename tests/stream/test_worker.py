@@ -111,6 +111,7 @@ def test_every_valid_transaction_is_scored_once_and_bad_ones_reach_the_dlq(live_
     status, tasks = worker.get("/debug/tasks")
     listed = f"{settings.topic_transactions}:0 "
     assert status == 200 and "== main loop:" in tasks and "== consumer-thread loop:" in tasks, tasks[:2000]
+    assert "score-transactions: run:" in tasks and "embed-profiles: run:" in tasks, tasks[:3000]
     assert listed in tasks and " / active" in tasks, tasks[:2000]
     assert {a["threshold"] for a in alerts} == {offline.threshold}
 
