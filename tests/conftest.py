@@ -44,9 +44,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `-n 2 --dist loadgroup` (make test) the `worker` tests run one after another on one xdist
-    process while the other takes everything else: they are mostly waiting (Faust starts, rebalances,
-    session timeouts), so in parallel with the CPU-bound rest they cost little wall time, and never
-    two real workers' timing races each other."""
+    process while the rest is shared out between both: they are mostly waiting (Faust starts,
+    rebalances, session timeouts), so beside the CPU-bound rest they cost little wall time, and two real
+    workers' timings never race each other."""
     for item in items:
         if item.get_closest_marker("worker"):
             item.add_marker(pytest.mark.xdist_group("worker"))

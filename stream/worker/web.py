@@ -32,7 +32,8 @@ def install_endpoints(
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
-        assigned = len(app.consumer.assignment()) if app.consumer else 0
+        consumer = _consumer(app)
+        assigned = len(consumer.assignment()) if consumer else 0
         scorer = await scorer_health()
         is_ready = assigned > 0 and bool(scorer.get("ready")) and not problem()
         body = {"ready": is_ready, "assigned_partitions": assigned, "scorer": scorer, "flow": flow_state(app)}
@@ -52,7 +53,7 @@ def install_endpoints(
 def flow_state(app: faust.App) -> dict[str, Any]:
     """Where Faust's rebalance and recovery stand: a worker with partitions assigned fetches nothing
     while it is rebalancing, recovering its tables, or holding partitions paused."""
-    consumer = app.consumer if app.consumer else None
+    consumer = _consumer(app)
     recovery = app.tables.recovery
     paused = getattr(consumer, "_paused_partitions", ())
     return {
@@ -70,7 +71,7 @@ def flow_state(app: faust.App) -> dict[str, Any]:
 async def partition_positions(app: faust.App) -> str:
     """Each assigned partition's fetch position, high watermark and whether Faust keeps it active: a
     partition behind its high watermark that is active but never moves is fetched by nobody."""
-    consumer = app.consumer if app.consumer else None
+    consumer = _consumer(app)
     if consumer is None:
         return "== partitions: no consumer\n"
     active = getattr(consumer, "_active_partitions", None) or set()
@@ -90,7 +91,7 @@ def asyncio_tasks(app: faust.App) -> str:
     """Every asyncio task of the worker's loop and of the consumer's thread loop, with the line each one
     waits on: what a stack sampler cannot show of a worker that is idle but does not consume."""
     loops = {"main": asyncio.get_running_loop()}
-    thread = getattr(app.consumer, "_thread", None) if app.consumer else None
+    thread = getattr(_consumer(app), "_thread", None)
     if thread is not None and getattr(thread, "thread_loop", None) is not None:
         loops["consumer-thread"] = thread.thread_loop
     out = io.StringIO()
@@ -105,6 +106,11 @@ def asyncio_tasks(app: faust.App) -> str:
         for task in pending:
             out.write(f"{task.get_name()}: {' -> '.join(_await_chain(task.get_coro()))}\n")
     return out.getvalue()
+
+
+def _consumer(app: faust.App) -> Any:
+    """The app's consumer, or None before Faust has built it (or in a test's stand-in app)."""
+    return getattr(app, "consumer", None) or None
 
 
 def _await_chain(coro: Any) -> list[str]:

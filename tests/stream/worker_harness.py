@@ -119,7 +119,7 @@ class WorkerProcess:
         counters = [line for line in body.splitlines() if line.startswith("panther_events_total")]
         out = [f"--- {self.log.name}: alive={self.alive} /ready={status} {ready[:1500]}", *counters,
                self.log.read_text(errors="replace")[-4000:],
-               "asyncio tasks:\n" + self.get("/debug/tasks")[1][-8000:]]  # fmt: skip
+               "/debug/tasks:\n" + self.get("/debug/tasks")[1][-8000:]]  # fmt: skip
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if self.alive and self.proc is not None and Path(spy).exists():
             dump = subprocess.run([spy, "dump", "--pid", str(self.proc.pid)], capture_output=True, text=True,
