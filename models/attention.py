@@ -19,18 +19,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None], torch.Tensor]
 
 
-def sdpa_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
-    """(B, h, T, dh) ×3 → (B, h, T, dh) via PyTorch's fused kernels (no (T, T) tensor on flash paths)."""
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+def sdpa_causal(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, h, T, dh) ×3 → (B, h, T, dh) via PyTorch's fused kernels (no (T, T) tensor on flash paths).
+
+    `bias` (B | 1, 1, T, T), already −inf above the diagonal (`models.relative_bias`), is added to the
+    scores; with it PyTorch falls back from flash to its memory-efficient or math kernel.
+    """
+    if bias is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout_p)
 
 
-def naive_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+def naive_causal(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, h, T, dh) ×3 → (B, h, T, dh), materializing the (B, h, T, T) scores: the O(T²) reference."""
     t = q.shape[-2]
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        scores = scores + bias
     future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
     probs = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
     probs = F.dropout(probs, p=dropout_p, training=dropout_p > 0)
@@ -60,8 +72,9 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self._attend = ATTENTION_IMPLS[impl]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, d), optional additive causal `bias` (B | 1, 1, T, T) → (B, T, d)."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = self._attend(q, k, v, self.dropout if self.training else 0.0)
+        y = self._attend(q, k, v, self.dropout if self.training else 0.0, bias)
         return self.out(y.transpose(1, 2).reshape(b, t, d))

@@ -23,6 +23,7 @@ class SequenceBatch:
     targets: torch.Tensor | None = None  # (B, T) int64 — next token per position, PAD_ID where none
     demographics: torch.Tensor | None = None  # (B, D) float32 — raw demographics (contrastive positives)
     user_index: torch.Tensor | None = None  # (B,) int64 — row id of the user in its dataset (bookkeeping)
+    times: torch.Tensor | None = None  # (B, T) int64 — epoch ms of each input position (time-gap bias)
 
     @property
     def padding_mask(self) -> torch.Tensor:

@@ -4,9 +4,10 @@
     x = x + Dropout(Attention(h)) + Dropout(SPRM(h))      # parallel branches, outputs added (paper §3.3)
     x = x + Dropout(FFN(LN₂(x)))                           # FFN = Linear → GELU → Linear
 
-Pre-LayerNorm (stable without warm-up at lr 1e-3). `use_sprm=False` gives a SASRec block;
-`use_attention=False` gives the SPRM-only block of the memory benchmark. The disabled branch is simply
-absent (no parameters, no compute).
+Pre-LayerNorm (stable without warm-up at lr 1e-3). `relative_bias` adds a learned bias over relative
+positions [and log time gaps] to the attention scores (`models.relative_bias`); SPRM does not use it.
+`use_sprm=False` gives a SASRec block; `use_attention=False` gives the SPRM-only block of the memory
+benchmark. The disabled branch is simply absent (no parameters, no compute).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from models.attention import CausalSelfAttention
+from models.relative_bias import RelativeAttentionBias, RelativeIndex
 from models.sprm import SPRM, SPRMConfig
 
 
@@ -30,6 +32,8 @@ class BlockConfig:
     use_sprm: bool = True
     attention_impl: str = "sdpa"
     sprm: SPRMConfig | None = None  # required when use_sprm
+    relative_bias: str = "none"  # "none" | "position" | "position_time" (models.relative_bias)
+    max_len: int = 0  # positions the relative bias covers (needed when relative_bias != "none")
 
 
 class PantherBlock(nn.Module):
@@ -51,6 +55,11 @@ class PantherBlock(nn.Module):
             if config.use_attention
             else None
         )
+        self.relative_bias = (
+            RelativeAttentionBias(config.max_len, config.relative_bias == "position_time")
+            if config.use_attention and config.relative_bias != "none"
+            else None
+        )
         self.sprm = SPRM(config.sprm or SPRMConfig(d_model=d)) if config.use_sprm else None
         self.norm_ffn = nn.LayerNorm(d)
         self.ffn = nn.Sequential(
@@ -61,8 +70,17 @@ class PantherBlock(nn.Module):
         )
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, index: RelativeIndex | None = None) -> torch.Tensor:
+        """x (B, T, d), the shared relative indices when this block has a relative bias → (B, T, d)."""
         h = self.norm_mix(x)
-        branches = [module(h) for module in (self.attention, self.sprm) if module is not None]
+        branches = []
+        if self.attention is not None:
+            bias = None
+            if self.relative_bias is not None:
+                assert index is not None, "a block with a relative bias needs the RelativeIndex"
+                bias = self.relative_bias(index)
+            branches.append(self.attention(h, bias))
+        if self.sprm is not None:
+            branches.append(self.sprm(h))
         x = x + self.drop(sum(branches[1:], branches[0]))
         return x + self.drop(self.ffn(self.norm_ffn(x)))

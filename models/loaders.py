@@ -121,6 +121,7 @@ class TrainBatches:
         self._starts = offsets[self._users]
         self._lengths = lengths[self._users]
         self._tokens = np.asarray(seqs.tokens, dtype=np.int64)
+        self._times = np.asarray(seqs.times, dtype=np.int64)
         self.features = features
         self.spec = spec
 
@@ -150,8 +151,10 @@ class TrainBatches:
         width = int((ends - starts).max())
         pos = starts[:, None] + np.arange(width)
         valid = pos < ends[:, None]
-        window = np.where(valid, self._tokens[np.minimum(pos, ends[:, None] - 1)], PAD_ID)
+        gather = np.minimum(pos, ends[:, None] - 1)
+        window = np.where(valid, self._tokens[gather], PAD_ID)
         inputs = np.where(valid[:, 1:], window[:, :-1], PAD_ID)  # a window's last token is only a target
+        times = np.where(valid[:, 1:], self._times[gather][:, :-1], 0)
         profile, demographics = self.features.take(users)
         return SequenceBatch(
             tokens=torch.from_numpy(inputs),
@@ -160,6 +163,7 @@ class TrainBatches:
             targets=torch.from_numpy(np.ascontiguousarray(window[:, 1:])),
             demographics=demographics,
             user_index=torch.from_numpy(users.astype(np.int64)),
+            times=torch.from_numpy(np.ascontiguousarray(times)),
         )
 
 
@@ -179,6 +183,9 @@ def eval_batches(
         empty = lengths == 0
         tokens[empty, 0], lengths[empty] = UNK_ID, 1
         width = int(lengths.max())
+        times = None
+        if ev.source_times is not None:
+            times = torch.from_numpy(np.ascontiguousarray(ev.padded_times(max_len, rows=rows)[:, :width]))
         profile, demographics = features.take(user_rows[rows])
         batch = SequenceBatch(
             tokens=torch.from_numpy(np.ascontiguousarray(tokens[:, :width])),
@@ -186,5 +193,6 @@ def eval_batches(
             profile=profile,
             demographics=demographics,
             user_index=torch.from_numpy(user_rows[rows]),
+            times=times,
         )
         yield batch, torch.from_numpy(targets[rows])

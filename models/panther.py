@@ -25,6 +25,7 @@ from models.batch import PAD_ID, SequenceBatch
 from models.block import BlockConfig, PantherBlock
 from models.losses import NextTokenLoss
 from models.profile import ContrastiveHead, DemographicRule, ProfileEncoder, info_nce
+from models.relative_bias import RELATIVE_BIASES, RelativeIndex, relative_index
 from models.sprm import SPRMConfig
 from models.tokenizer.reserved import NON_TARGET_IDS
 
@@ -53,6 +54,7 @@ class PantherConfig:
     contrastive_tolerances: tuple[float, ...] = (2.0, 0.0)  # per demographic column (age ± 2, same region)
     similarity: str = "dot"  # "dot" | "cosine" — how queries meet the tied item table
     scale_embeddings: bool = False  # token embeddings × √d before the positions (SASRec / HSTU reference)
+    relative_bias: str = "none"  # "none" | "position" | "position_time" (models.relative_bias)
     name: str = "panther"
 
     def __post_init__(self) -> None:
@@ -62,6 +64,8 @@ class PantherConfig:
             )
         if self.profile_mode != "none" and not self.profile_cardinalities:
             raise ValueError(f"profile_mode={self.profile_mode!r} needs profile_cardinalities")
+        if self.relative_bias not in RELATIVE_BIASES:
+            raise ValueError(f"relative_bias must be one of {RELATIVE_BIASES}, got {self.relative_bias!r}")
         if self.similarity not in _SIMILARITIES:
             raise ValueError(f"similarity must be one of {sorted(_SIMILARITIES)}, got {self.similarity!r}")
 
@@ -93,6 +97,8 @@ class PantherConfig:
             use_sprm=self.use_sprm,
             attention_impl=self.attention_impl,
             sprm=sprm,
+            relative_bias=self.relative_bias,
+            max_len=self.max_len + PROFILE_MODES[self.profile_mode].extra_positions,
         )
 
 
@@ -212,9 +218,21 @@ class PantherModel(nn.Module):
         h = self._profile_mode.inject(h, profile)
         positions = torch.arange(h.shape[1], device=tokens.device)
         h = self.embed_dropout(h + self.position_embedding(positions))
+        index = self._relative_index(batch, h.shape[1])
         for block in self.blocks:
-            h = block(h)
+            h = block(h, index)
         return self._profile_mode.strip(self.final_norm(h))
+
+    def _relative_index(self, batch: SequenceBatch, width: int) -> RelativeIndex | None:
+        """The relative positions [and time buckets] every block's bias reads; None without a bias.
+
+        A prepended profile token takes the time of the row's first event (gap 0 to it)."""
+        if self.config.relative_bias == "none":
+            return None
+        times = batch.times
+        if times is not None and self._profile_mode.extra_positions:
+            times = torch.cat([times[:, :1], times], dim=1)
+        return relative_index(times, width, self.config.relative_bias == "position_time")
 
     def sequence_embedding(self, batch: SequenceBatch, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) → (B, d): the hidden state at each row's last real position (it predicts the next token)."""

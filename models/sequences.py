@@ -144,6 +144,7 @@ class EvalSet:
     target_time: np.ndarray  # (N,) int64 — epoch ms of the target event
     max_len: int
     mode: str
+    source_times: np.ndarray | None = None  # (M,) int64 — the Sequences' flat epoch-ms array
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -173,6 +174,17 @@ class EvalSet:
 
         `rows` selects a batch (slice or index array) without materialising the others.
         """
+        return self._padded(self.source_tokens, max_len, rows)
+
+    def padded_times(self, max_len: int | None = None, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """→ (n, max_len) int64 epoch ms aligned with `padded`'s tokens (0 past each row's end)."""
+        if self.source_times is None:
+            raise ValueError("this EvalSet was built without times")
+        return self._padded(self.source_times, max_len, rows)[0]
+
+    def _padded(
+        self, source: np.ndarray, max_len: int | None, rows: slice | np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         width = int(max_len or self.max_len)
         select = slice(None) if rows is None else rows
         ends = self.ends[select]
@@ -181,8 +193,8 @@ class EvalSet:
         column = np.arange(width, dtype=np.int64)
         index = starts[:, None] + column[None, :]
         real = column[None, :] < lengths[:, None]
-        safe = np.where(real, index, 0) if len(self.source_tokens) else np.zeros_like(index)
-        gathered = self.source_tokens[safe] if len(self.source_tokens) else safe
+        safe = np.where(real, index, 0) if len(source) else np.zeros_like(index)
+        gathered = source[safe] if len(source) else safe
         return np.where(real, gathered, PAD_ID).astype(np.int64), lengths.astype(np.int64)
 
     def subset(self, rows: slice | np.ndarray) -> EvalSet:
@@ -246,6 +258,7 @@ def make_eval_set(
         target_time=seqs.times[positions],
         max_len=int(max_len),
         mode=mode,
+        source_times=seqs.times,
     )
 
 

@@ -359,12 +359,20 @@ def bench() -> None:
 @click.option("--sampler", default="uniform", show_default=True,
               type=click.Choice(["uniform", "uniform_shared", "in_batch"]),  # models.losses.SAMPLERS
               help="Negatives of the sampled softmax; uniform_shared is ~3x faster on CPU.")  # fmt: skip
+@click.option("--loss", default="sampled", show_default=True, type=click.Choice(["sampled", "full"]),
+              help="full: softmax over every item (memory-bounded chunks).")  # fmt: skip
+@click.option("--relative-bias", default="none", show_default=True,
+              type=click.Choice(["none", "position", "position_time"]),
+              help="Learned attention bias over relative positions [and log time gaps].")  # fmt: skip
+@click.option("--validation", is_flag=True,
+              help="Hold out each user's second-to-last rating; stop early, keep the best.")  # fmt: skip
 @click.option("--models", "model_names", default="panther,sasrec", show_default=True,
               help="Neural models to train (comma-separated); popularity and Markov always run.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def bench_movielens(path: Path | None, epochs: int, device: str, max_len: int, time_budget_s: float | None,
-                    sampler: str, model_names: str, as_json: bool) -> None:  # fmt: skip
+                    sampler: str, loss: str, relative_bias: str, validation: bool, model_names: str,
+                    as_json: bool) -> None:  # fmt: skip
     """PANTHER vs SASRec vs popularity vs Markov on MovieLens, full ranking, leave-last-out."""
     from models.bench import run_movielens_bench
     from models.bench.movielens import ML1M_SETUP, MOVIELENS_MODELS
@@ -373,7 +381,9 @@ def bench_movielens(path: Path | None, epochs: int, device: str, max_len: int, t
     if not models or set(models) - set(MOVIELENS_MODELS):
         choices = ", ".join(MOVIELENS_MODELS)
         raise click.BadParameter(f"{model_names!r}: choose from {choices}", param_hint="--models")
-    setup = ML1M_SETUP.with_sampler(sampler)
+    setup = ML1M_SETUP.with_sampler(sampler).with_loss(loss).with_overrides(
+        {"relative_bias": relative_bias, "validation": validation}
+    )
     emit(run_movielens_bench(path, epochs, device, max_len, time_budget_s=time_budget_s, setup=setup,
                              models=models, progress=not as_json), as_json)  # fmt: skip
 

@@ -4,6 +4,7 @@ For machines without the `panther` CLI (e.g. a GPU box given only this checkout)
 
     python -m models.bench movielens --epochs 101 --device cuda > ml1m.json
     python -m models.bench movielens --epochs 101 --device cuda --panther-overrides '{"n_layers": 8}'
+    python -m models.bench movielens --epochs 101 --loss full --setup-overrides '{"validation": true}'
     python -m models.bench sprm-memory --device cuda --batch-size 32 > sprm.json
 """
 
@@ -30,6 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     ml.add_argument("--models", default="panther,sasrec")
     ml.add_argument("--time-budget-s", type=float, default=None)
     ml.add_argument("--sampler", default="uniform", choices=SAMPLERS)
+    ml.add_argument("--loss", default="sampled", choices=("sampled", "full"))
+    ml.add_argument(
+        "--setup-overrides",
+        default="{}",
+        help='MovieLensSetup fields for every model as JSON, e.g. {"relative_bias": "position_time", '
+        '"validation": true, "n_layers": 8}',
+    )
     ml.add_argument(
         "--panther-overrides", default="{}", help='PantherConfig fields as JSON, e.g. {"n_layers": 8}'
     )
@@ -50,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             models=tuple(args.models.split(",")),
             time_budget_s=args.time_budget_s,
-            setup=ML1M_SETUP.with_sampler(args.sampler),
+            setup=ML1M_SETUP.with_sampler(args.sampler)
+            .with_loss(args.loss)
+            .with_overrides(json.loads(args.setup_overrides)),
             **json.loads(args.panther_overrides),
         )
     else:

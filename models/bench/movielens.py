@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,10 +67,26 @@ class MovieLensSetup:
     weight_decay: float = 0.0
     batch_size: int = 128
     window_mode: str = "latest"
+    relative_bias: str = "none"  # "none" | "position" | "position_time" (models.attention)
+    validation: bool = False  # hold out each user's second-to-last rating; keep the best epoch
+    eval_every: int = 5  # epochs between validation runs
+    patience: int | None = 4  # validation runs without an NDCG@10 gain before stopping
 
     def with_sampler(self, sampler: str) -> MovieLensSetup:
         """The same setup with another negative sampler for the sampled softmax (`models.losses.SAMPLERS`)."""
         return replace(self, loss=replace(self.loss, sampler=sampler))
+
+    def with_loss(self, kind: str) -> MovieLensSetup:
+        """The same setup trained with `"full"` (softmax over every item) or `"sampled"` softmax."""
+        return replace(self, loss=replace(self.loss, kind=kind))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> MovieLensSetup:
+        """Setup fields by name (JSON from the command line); unknown names are a clear error."""
+        known = {f.name for f in fields(self)} - {"loss"}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown setup fields {sorted(unknown)}; choose from {sorted(known)}")
+        return replace(self, **overrides)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {
@@ -81,6 +97,7 @@ class MovieLensSetup:
             "ffn_mult": self.ffn_mult,
             "dropout": self.dropout,
             "similarity": self.similarity,
+            "relative_bias": self.relative_bias,
         }
 
     def train_config(self, epochs: int, device: str, seed: int, progress: bool, **kw: Any) -> TrainConfig:
@@ -95,6 +112,8 @@ class MovieLensSetup:
             window_mode=self.window_mode,
             loss=self.loss,
             progress=progress,
+            eval_every=self.eval_every,
+            early_stopping_patience=self.patience,
             **kw,
         )
 
@@ -122,9 +141,14 @@ def movielens_configs(
 
 
 def prepare_movielens(
-    path: str | Path | None, max_len: int
+    path: str | Path | None, max_len: int, validation: bool = False
 ) -> tuple[PreparedData, dict[str, Any], list[int]]:
-    """Leave-last-out data → (PreparedData, dataset stats, profile cardinalities)."""
+    """Leave-last-out data → (PreparedData, dataset stats, profile cardinalities).
+
+    `validation`: each user's second-to-last rating becomes a validation target (same protocol as the
+    test) and training stops before it, so model selection never sees the test and the validation
+    targets are not training targets; the test history still includes it, as in the reference.
+    """
     frame, profiles = load_movielens(path)
     tokenizer = StructuredTokenizer.fit(frame, TokenizerConfig.for_items("item_id"))
     seqs = build_sequences(frame, tokenizer.encode(frame))
@@ -136,11 +160,18 @@ def prepare_movielens(
         features = UserFeatures.align(seqs.user_ids, profiles["user_id"].to_numpy(), ids, demographics)
         cards = schema.cardinalities
     test = make_eval_set(seqs, "leave_last_out", max_len=max_len)
+    held_out = 2 if validation else 1
+    valid = (
+        EvalData(make_eval_set(seqs.drop_last(1), "leave_last_out", max_len=max_len), features, max_len)
+        if validation
+        else None
+    )
     data = PreparedData(
         tokenizer.vocab_size,
-        seqs.drop_last(1),
+        seqs.drop_last(held_out),
         features,
         EvalData(test, features, seen_window=max_len),
+        validation=valid,
         other_tests={"all_items": EvalData(test, features)},
     )
     stats = {
@@ -150,6 +181,7 @@ def prepare_movielens(
         "items": tokenizer.vocab_size - 4,
         "vocab_size": tokenizer.vocab_size,
         "test_targets": len(test),
+        "validation_targets": len(valid) if valid is not None else 0,
         "profile": profiles is not None,
     }
     return data, stats, cards
@@ -175,7 +207,7 @@ def run_movielens_bench(
     """
     start = time.perf_counter()
     setup = replace(setup, max_len=max_len)
-    data, stats, cards = prepare_movielens(path, max_len)
+    data, stats, cards = prepare_movielens(path, max_len, setup.validation)
     configs = movielens_configs(data.vocab_size, cards, setup, models, **panther_overrides)
     train_config = setup.train_config(epochs, device, seed, progress, time_budget_s=time_budget_s)
     reports, _ = compare_models(configs, data, train_config)

@@ -83,3 +83,24 @@ def test_bench_entry_point_prints_one_json_object(capsys) -> None:
     bench_main(["sprm-memory", "--lengths", "16", "--device", "cpu", "--budget-s", "0"])
     out = json.loads(capsys.readouterr().out)
     assert all(r["status"].startswith("skipped") for r in out["results"])
+
+
+def test_movielens_validation_split_full_softmax_and_relative_bias(grouplens) -> None:
+    setup = TINY_SETUP.with_loss("full").with_overrides(
+        {"relative_bias": "position_time", "validation": True, "eval_every": 1, "patience": 0}
+    )
+    result = run_movielens_bench(
+        grouplens, epochs=3, device="cpu", max_len=8, setup=setup, models=("sasrec",), progress=False
+    )
+    assert result["data"]["validation_targets"] == 20 and result["data"]["test_targets"] == 20
+    report = result["models"]["sasrec"]
+    assert report["config"]["relative_bias"] == "position_time"
+    assert result["setup"]["loss"]["kind"] == "full"
+    validated = [row for row in report["history"] if "validation" in row]
+    assert validated and report["best_epoch"] in {row["epoch"] for row in validated}
+    assert report["epochs_run"] <= 3  # patience 0: stops at the first validation run without a gain
+
+
+def test_movielens_setup_overrides_reject_unknown_fields() -> None:
+    with pytest.raises(ValueError, match="unknown setup fields"):
+        TINY_SETUP.with_overrides({"n_layer": 8})

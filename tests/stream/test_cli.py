@@ -80,6 +80,10 @@ def test_bench_movielens_models_option_and_both_protocols(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out["summary"]) == set(out["summary_all_items"]) == {"sasrec", "popularity", "markov"}
+    options = ("--loss", "full", "--relative-bias", "position_time", "--validation")
+    tuned = json.loads(run("bench", "movielens", *args, *options, "--json").stdout)
+    assert tuned["setup"]["loss"]["kind"] == "full" and tuned["setup"]["validation"] is True
+    assert tuned["models"]["sasrec"]["config"]["relative_bias"] == "position_time"
     bad = run("bench", "movielens", "--path", path, "--models", "sasrec,lstm", "--json")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "choose from panther, sasrec" in bad.stderr
