@@ -13,6 +13,7 @@ from stream.produce import produce_file
 from stream.topics import create_topics
 from tests.stream.model_fixtures import tiny_model
 from tests.stream.worker_harness import (
+    FAUST_DEVLOG,
     Offline,
     WorkerProcess,
     exactly_once,
@@ -36,7 +37,10 @@ def test_two_workers_share_the_partitions_and_score_each_event_once(
         update={"worker_data_dir": tmp_path / "b" / "worker", "web_port": first.web_port + 1}
     )
     create_topics(first)
-    workers = [WorkerProcess(first, tmp_path / "a.log"), WorkerProcess(second, tmp_path / "b.log")]
+    workers = [  # Faust's developer log on: the stall this test once caught dropped records silently
+        WorkerProcess(settings, tmp_path / f"{name}.log", env=FAUST_DEVLOG, loglevel="info")
+        for name, settings in (("a", first), ("b", second))
+    ]
     try:
         for worker in workers:
             worker.start()

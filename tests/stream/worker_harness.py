@@ -38,6 +38,10 @@ from tests.stream.model_fixtures import engine_scores, read_profiles
 
 LIVE_ROWS = 600
 LOGLEVEL = os.environ.get("PANTHER_TEST_WORKER_LOGLEVEL", "warning")  # info: Faust's rebalances, commits
+# Faust's (mode's) developer log, at INFO: each message its streams skip (flow control suspended, or
+# fetched in another consumer generation), each record its fetch loop drops, each seek — the silent
+# drops behind the scale-out stall (docs/RELIABILITY.md, "Open"). Read once, at import, by mode.
+FAUST_DEVLOG = {"DEVLOG": "1"}
 
 
 def worker_settings(bootstrap: str, unique_topic: Callable[[str], str], tmp: Path, model: Path,
@@ -66,15 +70,18 @@ def worker_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """`python -m stream.cli worker` with `settings` in its environment; log appended to `log`."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, log: Path, env: dict[str, str] | None = None, loglevel: str = LOGLEVEL
+    ) -> None:
         self.settings, self.log = settings, log
+        self.env, self.loglevel = env or {}, loglevel
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         handle = open(self.log, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", LOGLEVEL],
-            env=worker_env(self.settings), stdout=handle, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", self.loglevel],
+            env=worker_env(self.settings) | self.env, stdout=handle, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
     @property
