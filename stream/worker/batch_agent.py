@@ -13,8 +13,12 @@ from stream.worker.batches import natural_batches
 from stream.worker.channels import Channels
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sequence import PartitionSequencer, keep_every_record
+from stream.worker.stall_watch import StallWatch
 from stream.worker.tables import Tables
 from stream.worker.transactions import BatchCommitter, BatchDropped
+
+STALL_CHECK_EVERY_S = 5.0
+STALL_IDLE_S = 10.0  # an agent without a batch this long, behind its fetch position, reads again
 
 
 class BatchAgent:
@@ -46,6 +50,24 @@ class BatchAgent:
             committed=lambda tp: app.consumer._committed_offset.get(tp),
             seek=lambda tp, offset: app.consumer.seek(tp, offset),
         )
+        earliest = app.conf.consumer_auto_offset_reset == "earliest"
+        self.stall_watch = StallWatch(self.sequencer, STALL_IDLE_S, start_offset=0 if earliest else None)
+        app.timer(STALL_CHECK_EVERY_S, name=f"{self.agent_name}.stall_watch")(self.watch_stalls)
+
+    async def watch_stalls(self) -> None:
+        """`stall_watch.py`: only between rebalances, with Faust's flow running."""
+        app = self.app
+        if app.rebalancing or not app.flow_control.is_active() or not app.consumer.flow_active:
+            return
+        topic = getattr(self.channels, self.topic_role).get_topic_name()
+        consumer = app.consumer
+        active = consumer._active_partitions or set()  # Faust's consumer internals, as in web.py
+        owned = [tp for tp in consumer.assignment() if tp.topic == topic and tp in active]
+        try:
+            await self.stall_watch.check(owned, consumer.position)
+        except Exception as exc:  # a partition revoked meanwhile: the next check sees the new assignment
+            app.log.info("stall watch skipped a check: %r", exc)
+        self.metrics.rereads.set(self.sequencer.seeks + self.stall_watch.reads_again)
 
     async def run(self, stream: faust.StreamT) -> None:
         # Agents start before the fetcher (it starts once recovery ends), and the consumer must not be
@@ -53,11 +75,12 @@ class BatchAgent:
         keep_every_record(self.app.consumer, [getattr(self.channels, self.topic_role).get_topic_name()])
         self.committer.install()
         async for events in natural_batches(stream, self.settings.batch_max, self.settings.batch_within_s):
+            self.stall_watch.batch_seen()
             try:
                 ours = self.committer.assigned(events)
                 self.generation = self.app.consumer_generation_id  # process() commits under it, or not at all
                 admitted = await self.sequencer.admit(ours, self.generation)
-                self.metrics.rereads.set(self.sequencer.seeks)
+                self.metrics.rereads.set(self.sequencer.seeks + self.stall_watch.reads_again)
                 if admitted:
                     await self.process(admitted)
             except BatchDropped:
