@@ -10,24 +10,9 @@
 #   CARRY=none DEVICE=cpu EPOCHS=1 SEEDS=0 ML_PATH=ratings.dat bash bench/gpu/ml1m_ladder.sh
 # Results: $OUT/ml1m_<variant>_s<seed>.json (+ .log) and $OUT/ladder.md — or /tmp/panther-gpu-out.
 set -u
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
-C=${CARRY:-.gpu/models}
+# shellcheck source=bench/gpu/models_env.sh
+. "$(dirname "$0")/models_env.sh"
 DEV=${DEVICE:-cuda}; EPOCHS=${EPOCHS:-201}; SEEDS=${SEEDS:-0 1}; LIMIT=${LIMIT_S:-500}
-RESULTS=${OUT:-/tmp/panther-gpu-out}; mkdir -p "$RESULTS"
-PY=$(command -v python3)
-export PYTHONPATH="$ROOT" PYTHONUNBUFFERED=1
-ML_ARGS=()
-[ -n "${ML_PATH:-}" ] && ML_ARGS=(--path "$ML_PATH")
-if [ "$C" != none ]; then
-  [ -d "$C" ] || { echo "no carry folder $C: run bench/gpu/make_models_carry.sh here and carry it"; exit 2; }
-  mkdir -p /tmp/ml1m && for f in "$C"/*.gz; do gunzip -c "$f" > "/tmp/ml1m/$(basename "$f" .gz)"; done
-  ML_ARGS=(--path /tmp/ml1m/ml-1m.inter)
-  for mod in pandas safetensors rich; do
-    $PY -c "import $mod" 2>/dev/null || $PY -m pip install -q --no-index --no-deps --target /tmp/site "$C"/*.whl
-  done
-  export PYTHONPATH="$ROOT:/tmp/site"
-fi
 SETUP='"validation": true, "eval_every": 5, "patience": 4'
 RAB='"relative_bias": "position_time"'
 DEEP='"n_layers": 8, "n_heads": 2'
