@@ -232,7 +232,8 @@ class PantherModel(nn.Module):
         times = batch.times
         if times is not None and self._profile_mode.extra_positions:
             times = torch.cat([times[:, :1], times], dim=1)
-        return relative_index(times, width, self.config.relative_bias == "position_time")
+        use_time = self.config.relative_bias == "position_time"
+        return relative_index(times, width, use_time, device=batch.tokens.device)
 
     def sequence_embedding(self, batch: SequenceBatch, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) → (B, d): the hidden state at each row's last real position (it predicts the next token)."""

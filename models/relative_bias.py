@@ -35,14 +35,16 @@ class RelativeIndex(NamedTuple):
     time_buckets: torch.Tensor | None
 
 
-def relative_index(times_ms: torch.Tensor | None, width: int, use_time: bool) -> RelativeIndex:
+def relative_index(
+    times_ms: torch.Tensor | None, width: int, use_time: bool, device: torch.device | str | None = None
+) -> RelativeIndex:
     """(B, T) epoch-ms times (or None) → the shared indices; `i − j` clamped at 0 above the diagonal.
 
     >>> idx = relative_index(torch.tensor([[0, 1_000, 60_000]]), 3, use_time=True)
     >>> idx.positions.tolist(), idx.time_buckets[0, 2].tolist()
     ([[0, 0, 0], [1, 0, 0], [2, 1, 0]], [13, 13, 0])
     """
-    rows = torch.arange(width, device=times_ms.device if times_ms is not None else None)
+    rows = torch.arange(width, device=device if device is not None or times_ms is None else times_ms.device)
     positions = (rows[:, None] - rows[None, :]).clamp(min=0)
     if not use_time:
         return RelativeIndex(positions, None)
