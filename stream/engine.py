@@ -157,7 +157,8 @@ class ScoringEngine:
             degraded = True
             results, scratch = await self._run(self.fallback, events, states, stale_ok)
         given.update(scratch)
-        return [self._outcome(txn, result, degraded) for txn, result in zip(txns, results, strict=True)]
+        now = datetime.now(UTC)  # one `processed_at` per batch: its outputs leave together
+        return [self._outcome(txn, result, degraded, now) for txn, result in zip(txns, results, strict=True)]
 
     def _unexpired(self, states: Mapping[str, UserState | bytes],
                    events: list[LiveEvent]) -> Mapping[str, UserState | bytes]:  # fmt: skip
@@ -230,12 +231,11 @@ class ScoringEngine:
         self.encoder_rows += batch.encoder_rows
         return batch.results, scratch
 
-    def _outcome(self, txn: Transaction, result: LiveResult, degraded: bool) -> Outcome:
+    def _outcome(self, txn: Transaction, result: LiveResult, degraded: bool, now: datetime) -> Outcome:
         if result.duplicate:
             return Outcome(txn, None, None)
         p_fraud = 0.0 if math.isnan(result.p_fraud) else float(result.p_fraud)
         alerted = p_fraud >= self.threshold
-        now = datetime.now(UTC)
         score = TransactionScore(
             txn_id=txn.txn_id,
             user_id=txn.user_id,

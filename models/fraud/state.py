@@ -289,7 +289,7 @@ class UserState:
         """Reads every layout; PUS3 with one `struct.unpack_from` (`state_codec.unpack`), older ones
         with `from_bytes_reference`. Equal to the reference on every state (tested)."""
         if bytes(raw[:4]) == _MAGIC:
-            return unpack(cls(), raw, Prediction)
+            return unpack(cls.__new__(cls), raw, Prediction)
         return cls.from_bytes_reference(raw)
 
     @classmethod

@@ -91,7 +91,9 @@ def pack(state: Any) -> bytes:
 
 
 def unpack(state: Any, raw: bytes | bytearray | memoryview, prediction_type: type) -> Any:
-    """Fill a fresh `UserState` from PUS3 bytes (the magic already checked) and return it."""
+    """Fill a bare `UserState` (`cls.__new__`: no field set yet) from PUS3 bytes (the magic already
+    checked) and return it. Every field is assigned here: building the state through its constructor
+    first (eight default columns and maps, then `__post_init__`) cost as much as the decode itself."""
     view = memoryview(raw)
     head = _HEAD.unpack_from(view, 4)
     n, last_time, na, np_, nl, w, nm, c0, c1, c2, c3, nr = head[:12]
@@ -115,6 +117,7 @@ def unpack(state: Any, raw: bytes | bytearray | memoryview, prediction_type: typ
         i += 2 * c
     state.recent_txns, at = _column("Q", view, at, nr)
     state.model_tag, has_prediction = _TAIL.unpack_from(view, at)
+    state.prediction = None
     if has_prediction:
         at += _TAIL.size
         folded, tag, profile, lse, d, s = _PREDICTION_HEAD.unpack_from(view, at)

@@ -10,6 +10,7 @@ import pytest
 
 from models.fraud.running import Running
 from models.fraud.state import Prediction, StateConfig, UserState, profile_tag, tag64, update
+from models.fraud.state_codec import COLUMN_TYPES
 from models.fraud.txn import TxnView, stable_hash, txn_identity, txn_view
 
 # A state written by the code before cached predictions (layout PUS1, git 6efa… models/fraud/state.py):
@@ -253,6 +254,19 @@ def test_the_struct_codec_writes_and_reads_what_the_numpy_reference_does() -> No
         assert list(fast.merchant_stats) == list(state.merchant_stats)
         assert all(type(x) is int for x in [*fast.times, *fast.recent_txns])  # no numpy scalars leak out
         assert fast.prediction is None or fast.prediction.hidden.flags.writeable
+        assert {name: getattr(fast, name).typecode for name in COLUMN_TYPES} == COLUMN_TYPES  # typed columns
+
+
+def test_the_memoised_string_hash_is_the_crc_of_the_stripped_text() -> None:
+    """`stable_hash` caches strings (six per event); every input still hashes as its stripped CRC-32."""
+    import zlib
+
+    from models.fraud.txn import stable_hash
+
+    for value in ["m00001", "  m00001 ", "ü-city", "", "   ", 42, 4.5, None, float("nan")]:
+        text = "" if value is None or value != value else str(value).strip()
+        expected = (zlib.crc32(text.encode()) or 1) if text else 0
+        assert stable_hash(value) == stable_hash(value) == expected, value
 
 
 def test_a_datetime_event_time_is_the_same_millisecond_as_pandas_reads_it() -> None:
