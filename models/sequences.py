@@ -75,6 +75,11 @@ class Sequences:
         position = np.arange(self.n_events) - self.offsets[self.user_of_event]
         return self._keep(position < (self.lengths - n)[self.user_of_event])
 
+    def without_users(self, rows: np.ndarray) -> Sequences:
+        """The same user rows with the given users' events removed (a cold-start hold-out: those users
+        keep their rows, so evaluation sets and profile features still index them)."""
+        return self._keep(~np.isin(self.user_of_event, np.asarray(rows, dtype=np.int64)))
+
     def select_users(self, rows: np.ndarray) -> Sequences:
         """The sequences of the given user rows (in the given order)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -258,6 +263,44 @@ def make_eval_set(
         target_time=seqs.times[positions],
         max_len=int(max_len),
         mode=mode,
+        source_times=seqs.times,
+    )
+
+
+def cold_start_eval_set(
+    seqs: Sequences, users: np.ndarray, max_history: int = 4, max_len: int = 200
+) -> EvalSet:
+    """The first events of the given users as targets: every event with 1 ≤ earlier events ≤
+    `max_history` (a new user's 2nd to 5th transaction), each with the user's whole short history.
+
+    With `users` held out of training (`Sequences.without_users`), this is the new-customer case, where
+    the profile is most of what a model knows about the user.
+
+    >>> seqs = Sequences(np.array(["a", "b"], dtype=object), np.array([0, 3, 9]),
+    ...                  np.arange(9) + 5, np.arange(9), np.arange(9))
+    >>> ev = cold_start_eval_set(seqs, np.array([1]), max_history=2)
+    >>> ev.targets.tolist(), [ev.history(i).tolist() for i in range(len(ev))]
+    ([9, 10], [[8], [8, 9]])
+    """
+    if max_history < 1:
+        raise ValueError("max_history must be ≥ 1")
+    users = np.sort(np.asarray(users, dtype=np.int64))
+    user_start = seqs.offsets[:-1]
+    chosen = np.isin(seqs.user_of_event, users)
+    position = np.arange(seqs.n_events) - user_start[seqs.user_of_event]
+    positions = np.flatnonzero(chosen & (position >= 1) & (position <= max_history)).astype(np.int64)
+    owners = seqs.user_of_event[positions]
+    starts = np.maximum(user_start[owners], positions - max_len)
+    return EvalSet(
+        source_tokens=seqs.tokens,
+        starts=starts.astype(np.int64),
+        ends=positions,
+        targets=seqs.tokens[positions],
+        user_row=owners.astype(np.int64),
+        target_row=seqs.row_index[positions],
+        target_time=seqs.times[positions],
+        max_len=int(max_len),
+        mode="cold_start",
         source_times=seqs.times,
     )
 

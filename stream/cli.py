@@ -293,15 +293,17 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--device", default="auto", show_default=True, type=DEVICE)
 @click.option("--ablations/--no-ablations", default=True, show_default=True, help="Ablation ladder too.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--cold-users", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="Share of users held out of training; every model is also scored on their first events.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def pretrain(transactions: Path, profiles: Path | None, out_dir: Path, epochs: int, max_len: int, device: str,
-             ablations: bool, seed: int, as_json: bool) -> None:  # fmt: skip
+             ablations: bool, seed: int, cold_users: float, as_json: bool) -> None:  # fmt: skip
     """Tokenizer + PANTHER pretraining (with SASRec, popularity and Markov side by side) → model artefact."""
     from models.training import pretrain_transactions
 
     emit(pretrain_transactions(transactions, profiles, out_dir, epochs, device, max_len, ablations=ablations,
-                               seed=seed, progress=not as_json), as_json)  # fmt: skip
+                               seed=seed, cold_users=cold_users, progress=not as_json), as_json)  # fmt: skip
 
 
 @main.command("fit-fraud")

@@ -26,7 +26,7 @@ from models.artifact import frame_fingerprint, save_artifact
 from models.loaders import UserFeatures
 from models.panther import PantherConfig, ablation_configs, sasrec_config
 from models.profile_schema import ProfileSchema
-from models.sequences import Sequences, build_sequences, make_eval_set, to_epoch_ms
+from models.sequences import Sequences, build_sequences, cold_start_eval_set, make_eval_set, to_epoch_ms
 from models.tokenizer import StructuredTokenizer, TokenizerConfig
 from models.training.compare import PreparedData, compare_models, device_name, summary_table
 from models.training.evaluation import EvalData
@@ -64,6 +64,17 @@ def chronological_cut(times_ms: np.ndarray, train_fraction: float) -> int:
         raise ValueError("train_fraction must be in (0, 1)")
     lo, hi = int(times_ms.min()), int(times_ms.max())
     return lo + round((hi - lo) * train_fraction)
+
+
+def held_out_users(user_ids: pd.Series, share: float, seed: int) -> np.ndarray:
+    """A seeded `share` of the distinct user ids (sorted first, so the draw does not depend on row order)."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError("cold_users must be in [0, 1)")
+    users = np.sort(user_ids.unique())
+    count = round(len(users) * share)
+    if count == 0:
+        return users[:0]
+    return np.sort(np.random.default_rng(seed).choice(users, size=count, replace=False))
 
 
 def profile_features(
@@ -106,21 +117,32 @@ def pretrain_transactions(
     ablations: bool = True,
     include_first_token: bool = True,
     max_eval_targets_per_user: int | None = None,
+    cold_users: float = 0.0,
+    cold_max_history: int = 4,
     tokenizer_config: TokenizerConfig | None = None,
     model_overrides: dict[str, Any] | None = None,
     train_overrides: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Pretrain and compare; writes the artefact to `out_dir`; → JSON-able report."""
+    """Pretrain and compare; writes the artefact to `out_dir`; → JSON-able report.
+
+    `cold_users` > 0 holds that share of the users (seeded) out of everything fitted — tokenizer,
+    profile schema, training — and reports every model on their first events (1 to `cold_max_history`
+    earlier events, `cold_start_eval_set`) under `metrics_other["cold_start"]`: the new customer,
+    known by a profile and a few transactions. The main test then covers the other users only.
+    """
     start = time.perf_counter()
     frame = read_table(transactions_path)
     profiles = read_table(profiles_path) if profiles_path is not None else None
     times = to_epoch_ms(frame["timestamp"])
     cut_ms = chronological_cut(times, train_fraction)
-    train_rows = times < cut_ms
+    cold_ids = held_out_users(frame["user_id"], cold_users, seed)
+    warm_rows = ~frame["user_id"].isin(cold_ids).to_numpy()
+    train_rows = (times < cut_ms) & warm_rows
     tokenizer = StructuredTokenizer.fit(frame[train_rows], tokenizer_config or TokenizerConfig())
     seqs = build_sequences(frame, tokenizer.encode(frame))
-    schema = fit_profile_schema(profiles)
+    warm_profiles = None if profiles is None else profiles[~profiles["user_id"].isin(cold_ids)]
+    schema = fit_profile_schema(warm_profiles)
     features = profile_features(seqs, profiles, schema)
     test = make_eval_set(
         seqs,
@@ -130,7 +152,14 @@ def pretrain_transactions(
         max_targets_per_user=max_eval_targets_per_user,
         seed=seed,
     )
-    data = PreparedData(tokenizer.vocab_size, seqs.before(cut_ms), features, EvalData(test, features))
+    cold_rows = np.flatnonzero(np.isin(seqs.user_ids, cold_ids))
+    others: dict[str, EvalData] = {}
+    if len(cold_rows):
+        test = test.subset(np.flatnonzero(~np.isin(test.user_row, cold_rows)))
+        cold = cold_start_eval_set(seqs, cold_rows, cold_max_history, max_len)
+        others["cold_start"] = EvalData(cold, features)
+    train = seqs.before(cut_ms).without_users(cold_rows)
+    data = PreparedData(tokenizer.vocab_size, train, features, EvalData(test, features), other_tests=others)
 
     cards = schema.cardinalities if schema is not None else []
     common = {"max_len": max_len, "contrastive_tolerances": contrastive_tolerances(schema)} | (
@@ -159,6 +188,8 @@ def pretrain_transactions(
             "users": len(seqs),
             "train_rows": int(train_rows.sum()),
             "test_targets": len(test),
+            "cold_start_users": len(cold_rows),
+            "cold_start_targets": len(others["cold_start"]) if others else 0,
             "cut": datetime.fromtimestamp(cut_ms / 1000, UTC).isoformat(),
             "vocab_size": tokenizer.vocab_size,
             "tokenizer_coverage_train": tokenizer.coverage(frame[train_rows]),
@@ -167,6 +198,7 @@ def pretrain_transactions(
         },
         "train_config": train_config.to_dict(),
         "summary": summary,
+        **({"summary_cold_start": summary_table(reports, protocol="cold_start")} if others else {}),
         "models": reports,
     }
     if "panther" in summary and "sasrec" in summary and summary["sasrec"]["HR@1"]:

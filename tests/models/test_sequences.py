@@ -132,3 +132,19 @@ def test_padded_right_pads_and_keeps_the_latest_events() -> None:
     assert picked.shape == (1, 200) and picked[0, :2].tolist() == [11, 12]
     sub = ev.subset(np.array([0, 4]))
     assert sub.targets.tolist() == [21, 13] and sub.history(1).tolist() == [11, 12]
+
+
+def test_a_cold_start_set_is_the_held_out_users_first_events_with_their_whole_history() -> None:
+    from models.sequences import cold_start_eval_set
+
+    frame = pd.DataFrame({"user_id": ["a"] * 7 + ["b"] * 3 + ["c"] * 6, "timestamp": np.arange(16)})
+    seqs = build_sequences(frame, np.arange(16) + 5)
+    rows = np.array([2, 0])  # c and a, in any order
+    ev = cold_start_eval_set(seqs, rows, max_history=4, max_len=3)
+    assert ev.user_row.tolist() == [0] * 4 + [2] * 4  # events 2-5 of each: 1 to 4 earlier events
+    assert ev.lengths.tolist() == [1, 2, 3, 3, 1, 2, 3, 3]  # capped at max_len
+    assert all(ev.history(i)[-1] == ev.targets[i] - 1 for i in range(len(ev)))  # just before the target
+    train = seqs.without_users(rows)
+    assert len(train) == len(seqs) and train.lengths.tolist() == [0, 3, 0]  # rows kept, events gone
+    with pytest.raises(ValueError, match="max_history"):
+        cold_start_eval_set(seqs, rows, max_history=0)

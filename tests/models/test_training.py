@@ -216,6 +216,32 @@ def test_pretrain_transactions_end_to_end(tmp_path) -> None:
     assert evaluated["model_version"] == artifact.model_version
 
 
+def test_pretrain_holds_cold_users_out_and_scores_every_model_on_their_first_events(tmp_path) -> None:
+    txns, profiles = _transactions()
+    txns.to_parquet(tmp_path / "transactions.parquet", index=False)
+    profiles.to_csv(tmp_path / "profiles.csv", index=False)
+    report = pretrain_transactions(
+        tmp_path / "transactions.parquet", tmp_path / "profiles.csv", tmp_path / "model", epochs=1,
+        device="cpu", max_len=16, ablations=False, cold_users=0.25, cold_max_history=4,
+        model_overrides={"d_model": 16, "n_layers": 1, "n_prototypes": 8}, progress=False,
+    )  # fmt: skip
+    data = report["data"]
+    cold_users = round(txns["user_id"].nunique() * 0.25)
+    assert data["cold_start_users"] == cold_users
+    assert data["cold_start_targets"] == 4 * cold_users  # every user here has > 5 events
+    assert set(report["summary_cold_start"]) == {"panther", "sasrec", "popularity", "markov"}
+    for name, model in report["models"].items():
+        assert model["metrics_other"]["cold_start"]["n"] == data["cold_start_targets"], name
+    # the main test no longer holds the cold users' events, and training never saw them
+    warm = pretrain_transactions(
+        tmp_path / "transactions.parquet", tmp_path / "profiles.csv", tmp_path / "warm", epochs=1,
+        device="cpu", max_len=16, ablations=False,
+        model_overrides={"d_model": 16, "n_layers": 1, "n_prototypes": 8}, progress=False,
+    )  # fmt: skip
+    assert data["test_targets"] < warm["data"]["test_targets"]
+    assert data["train_rows"] < warm["data"]["train_rows"] and "summary_cold_start" not in warm
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_bf16_training_step() -> None:

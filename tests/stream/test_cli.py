@@ -87,3 +87,11 @@ def test_bench_movielens_models_option_and_both_protocols(tmp_path: Path) -> Non
     bad = run("bench", "movielens", "--path", path, "--models", "sasrec,lstm", "--json")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "choose from panther, sasrec" in bad.stderr
+
+
+def test_pretrain_cold_users_option_is_a_share(tmp_path: Path) -> None:
+    assert "--cold-users" in run("pretrain", "--help").stdout
+    (tmp_path / "t.csv").write_text("txn_id,user_id,timestamp,amount,merchant_id\n")
+    bad = run("pretrain", "--transactions", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m"),
+              "--cold-users", "1.5")  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--cold-users" in bad.stderr
