@@ -190,14 +190,17 @@ def topics_create(wait_s: float, as_json: bool) -> None:
 @click.option("--days", default=60, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--fraud-rate", default=0.01, show_default=True, type=click.FloatRange(0.0, 0.5))
+@click.option("--scenario-mix", default=None,
+              help='Fraud scenarios as name=weight,… ("default,routine_replay=0.2" adds one to the default).')
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def simulate(users: int, days: int, seed: int, fraud_rate: float, out_dir: Path, as_json: bool) -> None:
+def simulate(users: int, days: int, seed: int, fraud_rate: float, scenario_mix: str | None, out_dir: Path,
+             as_json: bool) -> None:  # fmt: skip
     """Synthetic transactions + profiles with labeled fraud (transactions.parquet, profiles.parquet)."""
     from stream.simulation import run_simulation
 
-    emit(run_simulation(users, days, seed, fraud_rate, out_dir), as_json)
+    emit(run_simulation(users, days, seed, fraud_rate, out_dir, scenario_mix), as_json)
 
 
 @main.command()

@@ -7,11 +7,39 @@ from pathlib import Path
 from typing import Any
 
 from stream.console import progress_bar
+from stream.errors import PantherError
 from stream.simulator import SimulatorConfig, simulate, write_dataset
+from stream.simulator.config import DEFAULT_MIX, SCENARIOS
 
 
-def run_simulation(users: int, days: int, seed: int, fraud_rate: float, out_dir: Path) -> dict[str, Any]:
-    config = SimulatorConfig(users=users, days=days, seed=seed, fraud_rate=fraud_rate)
+def parse_scenario_mix(text: str | None) -> tuple[tuple[str, float], ...]:
+    """"name=weight,…" → the simulator's scenario mix; a leading "default," keeps the default mix and
+    adds or re-weights the named scenarios (e.g. "default,routine_replay=0.2"). None → the default."""
+    if text is None:
+        return DEFAULT_MIX
+    mix: dict[str, float] = {}
+    for i, part in enumerate(p.strip() for p in text.split(",")):
+        if i == 0 and part == "default":
+            mix |= dict(DEFAULT_MIX)
+            continue
+        name, sep, weight = part.partition("=")
+        if not sep or name.strip() not in SCENARIOS:
+            names = ", ".join(SCENARIOS)
+            raise PantherError(f"scenario mix: {part!r} is not name=weight with a name in {names}")
+        try:
+            mix[name.strip()] = float(weight)
+        except ValueError:
+            raise PantherError(f"scenario mix: {weight!r} is not a number") from None
+    return tuple(mix.items())
+
+
+def run_simulation(users: int, days: int, seed: int, fraud_rate: float, out_dir: Path,
+                   scenario_mix: str | None = None) -> dict[str, Any]:  # fmt: skip
+    try:
+        config = SimulatorConfig(users=users, days=days, seed=seed, fraud_rate=fraud_rate,
+                                 scenario_mix=parse_scenario_mix(scenario_mix))  # fmt: skip
+    except ValueError as exc:
+        raise PantherError(f"simulate: {exc}") from None
     started = time.perf_counter()
     with progress_bar(transient=True) as progress:
         task = progress.add_task("simulate", total=1.0)

@@ -11,6 +11,7 @@ SCENARIOS: tuple[str, ...] = (
     "merchant_compromise",
     "geo_anomaly",
     "mule_transfer",
+    "routine_replay",  # not in DEFAULT_MIX: only the order and timing of events show it (opt in)
 )
 
 DEFAULT_MIX: tuple[tuple[str, float], ...] = (

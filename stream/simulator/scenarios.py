@@ -275,12 +275,47 @@ def mule_transfer(ctx: FraudContext, rng: np.random.Generator, budget: int) -> E
     )
 
 
+REPLAY_POOL = 30  # a replay copies among the victim's last this-many purchases before it starts
+
+
+def routine_replay(ctx: FraudContext, rng: np.random.Generator, budget: int) -> Events:
+    """Someone with the victim's phone and card replays the victim's own recent purchases: the same
+    merchants, categories, channels, device and place, amounts within ±5 %, but out of their usual order
+    and cadence — a burst 2–20 min apart, a third of them starting at night. Only the order and timing
+    of events are off."""
+    legit = ctx.legit
+    sizes = split_budget(rng, budget, 3, 8)
+    k = len(sizes)
+    victim = ctx.victims(rng, k)
+    t0 = ctx.times(rng, k, night=0.35)
+    order = np.lexsort((legit.t, legit.user))
+    key = legit.user[order].astype(np.int64) * (ctx.end + 1) + legit.t[order]
+    first = np.searchsorted(legit.user[order], victim, side="left")
+    before = np.searchsorted(key, victim.astype(np.int64) * (ctx.end + 1) + t0, side="left")
+    before = np.maximum(before, first + 1)  # victims have a history before the warm-up: ≥ 1 purchase
+    low = np.maximum(first, before - REPLAY_POOL)
+    pool = np.repeat(before - low, sizes)
+    source = order[np.repeat(low, sizes) + (rng.random(len(pool)) * pool).astype(np.int64)]
+    amount = np.round(legit.amount[source] * rng.uniform(0.95, 1.05, len(source)), 2)
+    return Events.build(
+        user=np.repeat(victim, sizes),
+        t=_burst(ctx, sizes, t0, 120, 1200, rng),
+        cat=legit.cat[source],
+        merchant=legit.merchant[source],
+        channel=legit.channel[source],
+        amount=np.maximum(amount, 0.01),
+        loc=legit.loc[source],
+        device=legit.device[source],
+    )
+
+
 GENERATORS: dict[str, Callable[[FraudContext, np.random.Generator, int], Events]] = {
     "account_takeover": account_takeover,
     "card_testing": card_testing,
     "merchant_compromise": merchant_compromise,
     "geo_anomaly": geo_anomaly,
     "mule_transfer": mule_transfer,
+    "routine_replay": routine_replay,
 }
 assert set(GENERATORS) == set(SCENARIOS)
 

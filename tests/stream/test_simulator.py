@@ -41,7 +41,7 @@ def test_schema_and_dtypes(small: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     for column in ("user_id", "merchant_id", "merchant_category", "channel", "country", "city", "device_id"):
         assert txns[column].notna().all(), column
     assert txns.fraud_scenario[~txns.is_fraud].isna().all()
-    assert set(txns.fraud_scenario[txns.is_fraud]) == set(SCENARIOS)
+    assert set(txns.fraud_scenario[txns.is_fraud]) == set(SCENARIOS) - {"routine_replay"}  # opt-in only
     assert set(txns.user_id) <= set(profiles.user_id) and profiles.user_id.is_unique and len(profiles) == 500
     for column in ("age", "account_age_days"):
         assert profiles[column].dtype == np.int64
@@ -286,3 +286,40 @@ def test_progress_callback_reaches_the_end() -> None:
 def test_config_rejects_nonsense(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         SimulatorConfig(**kwargs)
+
+
+def test_routine_replay_repeats_the_victims_own_recent_purchases_in_a_burst() -> None:
+    """Only order and timing are off: every replayed event copies one of the victim's last 30 purchases
+    before the incident (merchant, category, channel, device, city; amount within ±5 %)."""
+    from stream.simulation import parse_scenario_mix
+
+    config = SimulatorConfig(users=400, days=30, seed=4, fraud_rate=0.01,
+                             scenario_mix=parse_scenario_mix("routine_replay=1"))  # fmt: skip
+    txns, _ = simulate(config)
+    replay = _fraud(txns, "routine_replay").sort_values(["user_id", "timestamp"])
+    assert len(replay) == int(txns.is_fraud.sum()) > 0
+    legit = txns[~txns.is_fraud]
+    copied = ["merchant_id", "merchant_category", "channel", "device_id", "city"]
+    for user, burst in replay.groupby("user_id"):
+        start = burst.timestamp.min()
+        past = legit[(legit.user_id == user) & (legit.timestamp < start)].sort_values("timestamp").tail(30)
+        for row in burst.itertuples():
+            same = past[(past[copied] == pd.Series({c: getattr(row, c) for c in copied})).all(axis=1)]
+            assert len(same) and (abs(same.amount / row.amount - 1) <= 0.06).any(), (user, row.txn_id)
+        gaps = burst.timestamp.diff().dropna().dt.total_seconds()
+        assert (gaps <= 1200).all()  # a burst; the victim's own life goes on around it
+
+
+def test_a_scenario_mix_is_parsed_with_clear_errors() -> None:
+    from stream.errors import PantherError
+    from stream.simulation import parse_scenario_mix
+    from stream.simulator.config import DEFAULT_MIX
+
+    assert parse_scenario_mix(None) == DEFAULT_MIX
+    assert parse_scenario_mix("default,routine_replay=0.2") == (*DEFAULT_MIX, ("routine_replay", 0.2))
+    two = (("card_testing", 1.0), ("geo_anomaly", 0.0))
+    assert parse_scenario_mix("card_testing=1, geo_anomaly=0") == two
+    for bad, message in (("phishing=1", "not name=weight"), ("card_testing", "not name=weight"),
+                         ("card_testing=x", "not a number")):  # fmt: skip
+        with pytest.raises(PantherError, match=message):
+            parse_scenario_mix(bad)
