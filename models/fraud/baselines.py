@@ -50,8 +50,9 @@ class GBTConfig:
 class GBTBaseline:
     """Gradient-boosted trees on transaction features; early stopping on a held-out validation set."""
 
-    def __init__(self, config: GBTConfig | None = None) -> None:
+    def __init__(self, config: GBTConfig | None = None, categorical: np.ndarray | None = None) -> None:
         self.config = config or GBTConfig()
+        self.categorical = categorical  # (F,) bool: columns holding category codes (< 255), e.g. profile ids
         self.model: HistGradientBoostingClassifier | None = None
 
     def fit(self, features: np.ndarray, labels: np.ndarray, val_features: np.ndarray | None = None,
@@ -61,6 +62,7 @@ class GBTBaseline:
             max_iter=c.max_iter, learning_rate=c.learning_rate, max_leaf_nodes=c.max_leaf_nodes,
             min_samples_leaf=c.min_samples_leaf, l2_regularization=c.l2_regularization, random_state=c.seed,
             early_stopping=val_features is None, n_iter_no_change=30,
+            categorical_features=self.categorical,
         )
         model.fit(features, labels.astype(np.int64))
         if val_features is not None and val_labels is not None:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from models.fraud.bench import HYBRIDS, run_fraud_bench
 from models.fraud.metrics import DEFAULT_KS, alert_count
 
-MODELS = {"rules", "gbt", "dcn", "hybrid_textcnn", "hybrid_panther", "hybrid"}
+MODELS = {"rules", "gbt", "gbt_profile", "dcn", "hybrid_textcnn", "hybrid_panther", "hybrid"}
 SCENARIOS = {"account_takeover", "card_testing", "merchant_compromise", "geo_anomaly", "mule_transfer"}
 KS = [f"{k:g}%" for k in DEFAULT_KS]
 
@@ -74,7 +76,7 @@ def test_baselines_beat_chance_on_the_planted_fraud(bench) -> None:
     ROC-AUC); a split that misaligned labels and scores would sit near 0.5 and a base-rate PR-AUC."""
     report, _ = bench
     base_rate = report["data"]["test_fraud"] / report["data"]["test_events"]
-    for name in ("rules", "gbt"):
+    for name in ("rules", "gbt", "gbt_profile"):
         m = report["models"][name]
         assert m["roc_auc"] > 0.8 and m["pr_auc"] > 4 * base_rate, (name, m["roc_auc"], m["pr_auc"])
 
@@ -97,3 +99,32 @@ def test_hybrid_is_the_variant_chosen_on_validation_and_is_saved(bench) -> None:
     assert head["summary"]["variant"] == chosen and head["summary"]["source"] == "bench fraud"
     assert head["summary"]["val_pr_auc"] == details[chosen]["val_pr_auc"]
     assert head["head"]["sequence"] == chosen.removeprefix("hybrid_")
+
+
+def test_the_fair_baseline_reads_the_profile_and_the_targets_compare_against_it(bench) -> None:
+    """Issue 17: the GBT that gets every hand-made input the hybrid reads (the profile, which the
+    hybrid sees through e_u) is the one the hybrid is held against, per budget and per scenario."""
+    report, _ = bench
+    targets = report["targets"]
+    assert targets["fair_baseline"] == "gbt_profile"
+    hybrid, fair = report["models"]["hybrid"], report["models"]["gbt_profile"]
+    for k in KS:
+        assert targets["hybrid_minus_fair_baseline"][f"recall@{k}"] == round(
+            hybrid[f"recall@{k}"] - fair[f"recall@{k}"], 4)
+    assert set(targets["hybrid_minus_fair_baseline_per_scenario"]) == set(hybrid["per_scenario"])
+    gaps = [*targets["hybrid_minus_fair_baseline"].values(),
+            *(v for row in targets["hybrid_minus_fair_baseline_per_scenario"].values() for v in row.values())]
+    assert targets["hybrid_at_least_fair_everywhere"] == (min(gaps) >= 0)
+
+
+def test_gbt_profile_inputs_append_the_users_profile_ids_as_categories() -> None:
+    from models.fraud.bench import gbt_profile_inputs
+    from models.sequences import Sequences
+
+    seqs = Sequences(np.array(["a", "b"], dtype=object), np.array([0, 2, 3]), np.arange(3), np.arange(3),
+                     np.arange(3))  # fmt: skip
+    data = SimpleNamespace(seqs=seqs, features=np.ones((3, 2), np.float32),
+                           profile=np.array([[1, 300], [2, 7]]))  # fmt: skip
+    inputs, categorical = gbt_profile_inputs(data)
+    assert inputs.tolist() == [[1, 1, 1, 300], [1, 1, 1, 300], [1, 1, 2, 7]]
+    assert categorical.tolist() == [False, False, True, False]  # ≥ 255 levels: a number for the trees
