@@ -28,7 +28,7 @@ import numpy as np
 from models.fraud.cached_scoring import CallFn, refresh_states, score_cached
 from models.fraud.live import LiveEvent, LiveResult, ScoreFn, score_events
 from models.fraud.state import UserState
-from models.fraud.txn import txn_view
+from models.fraud.txn import record_view
 from stream.events import Alert, Reason, Transaction, TransactionScore
 from stream.live_model import LiveModel
 from stream.scoring import (
@@ -141,12 +141,9 @@ class ScoringEngine:
         if not txns:
             return []
         given = states
-        records = [txn.model_dump(mode="python") for txn in txns]
-        tokens = self.live.tokens(records)
-        events = [
-            self._event(txn, int(token), profiles.get(txn.user_id))
-            for txn, token in zip(txns, tokens, strict=True)
-        ]
+        tokens = self.live.transaction_tokens(txns).tolist()
+        events = [self._event(txn, token, profiles.get(txn.user_id))
+                  for txn, token in zip(txns, tokens, strict=True)]  # fmt: skip
         degraded = False
         states = self._unexpired(states, events)
         try:
@@ -205,7 +202,7 @@ class ScoringEngine:
 
     def _event(self, txn: Transaction, token: int, cached: CachedProfile | None) -> LiveEvent:
         embedding = cached.embedding if cached is not None else None
-        return LiveEvent(txn.user_id, txn_view(txn, token), self._profile_ids(cached), embedding)
+        return LiveEvent(txn.user_id, record_view(txn, token), self._profile_ids(cached), embedding)
 
     async def _run(
         self, scorer: Scorer, events: list[LiveEvent], states: Mapping[str, UserState | bytes],

@@ -8,6 +8,7 @@ Reading them here from the artefact's JSON files keeps torch out of the stream p
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from models.fraud.next_token import NextTokenTable
 from models.profile_schema import ProfileSchema
 from models.tokenizer import StructuredTokenizer
 from stream.errors import PantherError
-from stream.events import UserProfile
+from stream.events import Transaction, UserProfile
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,13 @@ class LiveModel:
     def tokens(self, records: list[dict[str, Any]]) -> np.ndarray:
         """(B,) token ids of transaction records, one vectorized tokenizer call."""
         return np.asarray(self.tokenizer.encode(pd.DataFrame.from_records(records)), dtype=np.int64)
+
+    def transaction_tokens(self, txns: Sequence[Transaction]) -> np.ndarray:
+        """(B,) token ids of validated transactions: `tokens` of their dicts, without a dict or a frame
+        per batch (`StructuredTokenizer.encode_columns`; equal, tested)."""
+        names = {spec.column for spec in self.tokenizer.fields}
+        columns = {name: [getattr(txn, name, None) for txn in txns] for name in names}
+        return self.tokenizer.encode_columns(columns, len(txns))
 
     def profile_ids(self, profiles: list[UserProfile]) -> np.ndarray:
         """(B, P) categorical profile ids (0 = missing) of user profiles."""

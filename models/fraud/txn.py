@@ -131,6 +131,20 @@ def txn_view(event: Any, token: int) -> TxnView:
     )
 
 
+def record_view(record: Any, token: int) -> TxnView:
+    """`txn_view` of an object carrying every contract field as an attribute (a validated
+    `Transaction`): the same values with plain attribute reads, the per-event form of the stream's
+    hot path (tested equal to `txn_view`)."""
+    amount = record.amount
+    amount = 0.0 if amount is None or not math.isfinite(amount) else max(float(amount), 0.0)
+    return TxnView(
+        _epoch_ms(record.timestamp), amount, int(token), stable_hash(record.merchant_id),
+        stable_hash(record.device_id), stable_hash(record.country), stable_hash(record.city),
+        stable_hash(record.merchant_category), stable_hash(record.channel), risk_code(record.merchant_risk),
+        txn_identity(record.txn_id),
+    )  # fmt: skip
+
+
 def hash_column(frame: pd.DataFrame, name: str, hasher: Callable[[Any], int] = stable_hash) -> np.ndarray:
     """(N,) int64 hashes of a column, one per distinct value (0 where missing or the column is absent)."""
     if name not in frame.columns:

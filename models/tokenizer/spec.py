@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from models.tokenizer.amount import as_amounts, bucket_of
-from models.tokenizer.levels import column_levels
+from models.tokenizer.levels import column_levels, level_string
 from models.tokenizer.reserved import MISSING
 from models.tokenizer.risk import LOW, RISK_ORDER, UNKNOWN
 
@@ -36,6 +37,7 @@ class FieldSpec:
     source: str = ""
     entity: str = ""
     risky: dict[str, str] = field(default_factory=dict)
+    _level_codes: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -69,6 +71,53 @@ class FieldSpec:
             names = list(levels)
         lookup = index.get_indexer(pd.Index(names, dtype=object))
         return _unseen(lookup, self.unseen)[rows]
+
+    def codes_of(self, values: Sequence[Any], memo: dict[Any, int]) -> np.ndarray:
+        """(N,) int64 level codes of one column's raw values, as `codes` gives for a frame of them.
+
+        The stream's form (a micro-batch of validated transactions, no frame): a text value is
+        normalised once and its code kept in `memo` (values → codes; the caller bounds it). Equal to
+        `codes` for columns of str / None / float values (tested); `codes` factorises a frame column,
+        which would merge 1, 1.0 and True — values a validated transaction never holds.
+        """
+        if self.kind == "numeric":
+            if all(v is None or type(v) is float or type(v) is int for v in values):
+                amounts = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+                amounts = np.where(np.isfinite(amounts) & (amounts >= 0), amounts, np.nan)
+            else:  # text or other numbers: the frame path's coercion
+                amounts = as_amounts(pd.DataFrame({self.name: pd.Series(values, dtype=object)}), self.name)
+            buckets = bucket_of(amounts, np.asarray(self.edges, dtype=np.float64))
+            index = pd.Index(self.levels, dtype=object)
+            lookup = index.get_indexer(pd.Index([*self.labels, MISSING], dtype=object))
+            return _unseen(lookup, self.unseen)[buckets]
+        if self.kind == "risk" and self.source == "none":
+            unknown = _unseen(pd.Index(self.levels, dtype=object).get_indexer([UNKNOWN]), self.unseen)[0]
+            return np.full(len(values), unknown, dtype=np.int64)
+        out = np.empty(len(values), dtype=np.int64)
+        for i, value in enumerate(values):
+            code = memo.get(value) if type(value) is str else None
+            if code is None:
+                code = self._code_of(value)
+                if type(value) is str:
+                    memo[value] = code
+            out[i] = code
+        return out
+
+    def _code_of(self, value: Any) -> int:
+        """One raw value → its level code (the per-value form of `codes`)."""
+        name = level_string(value)
+        if self.kind == "risk" and self.source == "derived":
+            name = name if name == MISSING else self.risky.get(name, LOW)
+        elif self.kind == "risk" and name != MISSING:
+            name = name.lower()
+        if self._level_codes is None:
+            object.__setattr__(self, "_level_codes", {level: i for i, level in enumerate(self.levels)})
+        return self._level_codes.get(name, self.unseen)  # type: ignore[union-attr]
+
+    @property
+    def column(self) -> str:
+        """The raw column this field's level is read from (a derived risk: its entity's)."""
+        return self.entity if self.kind == "risk" and self.source == "derived" else self.name
 
     def raw_levels(self, frame: pd.DataFrame) -> np.ndarray:
         """(N,) object level strings of the rows, including levels outside the vocabulary."""

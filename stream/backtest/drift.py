@@ -11,6 +11,7 @@ so drift costs no second tokenizer pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ TOP_SHIFTS = 10
 
 
 class TokenTap:
-    """A `LiveModel` stand-in that remembers the token ids of the last `tokens()` call.
+    """A `LiveModel` stand-in that remembers the token ids of its last tokenizer call.
 
     The engine tokenizes each micro-batch once; reading that result here keeps drift in step with
     exactly what was scored. Everything else is delegated to the wrapped LiveModel.
@@ -38,6 +39,10 @@ class TokenTap:
 
     def tokens(self, records: list[dict[str, Any]]) -> np.ndarray:
         self.last = self._live.tokens(records)
+        return self.last
+
+    def transaction_tokens(self, txns: Sequence[Any]) -> np.ndarray:
+        self.last = self._live.transaction_tokens(txns)
         return self.last
 
 

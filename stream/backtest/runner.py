@@ -216,9 +216,5 @@ async def _score(batch: list[Pending], runs: list[ModelRun], sink: ScoreSink) ->
                 run.note_reported(epoch_ms(item.txn.timestamp))
         run.scored += len(kept)
         sink.add(run.label, kept)
-        tokens = (
-            run.tap.last
-            if run.tap.last is not None
-            else run.live.tokens([txn.model_dump(mode="python") for txn in txns])
-        )
+        tokens = run.tap.last if run.tap.last is not None else run.live.transaction_tokens(txns)
         run.tokens.add(np.asarray(tokens)[keep])

@@ -281,3 +281,31 @@ def test_property_chunking_never_changes_the_tokenizer(rows, split, top_k) -> No
     assert whole.vocab_size <= FIRST_TOKEN_ID + top_k
     covered = (ids != UNK_ID).mean()
     assert covered == pytest.approx(whole.fit_stats["covered"])
+
+
+_TEXT = st.one_of(st.none(), st.sampled_from(["online", " qr ", "card_present", "", "grocery", "fuel", "m7",
+                                              "m1", "Medium", "HIGH", "low", "never-seen", "games"]))
+_AMOUNT = st.one_of(st.none(), st.sampled_from([0.0, -1.0, float("nan"), float("inf")]),
+                    st.floats(0.0, 1e6, allow_nan=False), st.integers(0, 10_000))  # fmt: skip
+
+
+@pytest.mark.parametrize("risk", ["column", "derived", "none"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_TEXT, _AMOUNT, _TEXT, _TEXT, _TEXT), min_size=0, max_size=30))
+def test_encode_columns_equals_encode_on_a_frame_of_the_same_values(risk: str, rows: list[tuple]) -> None:
+    """The stream's frame-free encoder (per-value memos) against the vectorised frame path."""
+    train = transactions(n=2000)
+    if risk == "column":
+        train = train.assign(merchant_risk=np.array(["low", "Medium", "high"])[np.arange(2000) % 3])
+    elif risk == "none":
+        train = train.drop(columns=["is_fraud"])
+    tok = StructuredTokenizer.fit(train, TokenizerConfig(amount_buckets=4, risk_prior_strength=10.0))
+    assert tok.fit_stats["risk_source"] == risk
+    names = ("channel", "amount", "merchant_category", "merchant_risk", "merchant_id")
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
+    expected = tok.encode(frame).tolist()
+    assert tok.encode_columns(columns, len(rows)).tolist() == expected
+    assert tok.encode_columns(columns, len(rows)).tolist() == expected  # again, from the memos
+    bare = {"amount": columns["amount"]}  # absent columns read as missing, as in a frame without them
+    assert tok.encode_columns(bare, len(rows)).tolist() == tok.encode(frame[["amount"]]).tolist()

@@ -39,6 +39,29 @@ def test_the_engine_scores_the_cached_path_as_the_reference(tiny_model: tuple[Pa
     assert diff <= 1e-5, diff
 
 
+def test_the_batch_front_end_equals_the_dict_and_frame_reference(tiny_model: tuple[Path, Path]) -> None:
+    """What `ScoringEngine.score` reads per transaction — its token (`transaction_tokens`, no frame) and
+    its `TxnView` (`record_view`, plain attributes) — equals the reference `tokens(model_dump)` and
+    `txn_view`, on real records and on edge ones (missing fields, odd case and spaces, zero amounts)."""
+    from models.fraud.txn import record_view, txn_view
+    from stream.live_model import LiveModel
+
+    model, data = tiny_model
+    live = LiveModel.from_artifact_dir(model)
+    txns = transactions(data, 400)
+    edge = [txns[0].model_copy(update=change) for change in (
+        {"merchant_category": None, "channel": None, "merchant_risk": None, "device_id": None},
+        {"channel": " ONLINE ", "merchant_risk": "High", "amount": 0.0, "city": "  "},
+        {"merchant_category": "never-seen-category", "amount": 1e9, "country": None},
+    )]  # fmt: skip
+    txns = txns + edge
+    records = [txn.model_dump(mode="python") for txn in txns]
+    assert live.transaction_tokens(txns).tolist() == live.tokens(records).tolist()
+    assert live.transaction_tokens(txns).tolist() == live.tokens(records).tolist()  # memoised values
+    for txn, token in zip(txns, live.tokens(records).tolist(), strict=True):
+        assert record_view(txn, token) == txn_view(txn, token) == txn_view(txn.model_dump(), token)
+
+
 def test_the_stream_scores_without_torch() -> None:
     """The engine and the worker's agents are numpy-only: torch loads only with an in-process scorer."""
     root = Path(__file__).resolve().parents[2]
