@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     state_retention_days: float = Field(default=400.0, ge=0)
     state_sweep_keys: int = Field(default=256, ge=1)
     state_sweep_interval_s: float = Field(default=1.0, ge=0)
+    # RocksDB memory per state database (one per table and partition: 2 x partitions of them). Faust's
+    # defaults (3 memtables of 64 MB, a 2 GiB block cache each) let a fast worker's RSS grow by
+    # hundreds of MB before the first flush; these bound it (stream/worker/tables.py).
+    state_write_buffer_mb: int = Field(default=8, ge=1)
+    state_block_cache_mb: int = Field(default=64, ge=1)
     model_dir: Path | None = None  # the exported model artefact; default: home / "model"
     scorer: Literal["triton", "inprocess"] = "triton"
     degraded_mode: Literal["fallback", "pause"] = "fallback"

@@ -35,7 +35,7 @@ from stream.worker.profile_agent import ProfileAgent
 from stream.worker.scoring_agent import ScoringAgent
 from stream.worker.shutdown import StopDeadline, health_problem, stop_on_crash
 from stream.worker.state_dir import LocalState
-from stream.worker.tables import ChangelogOffsets, Tables, declare_tables
+from stream.worker.tables import ChangelogOffsets, Tables, declare_tables, rocksdb_options
 from stream.worker.transactions import BatchCommitter
 from stream.worker.web import install_endpoints
 
@@ -150,7 +150,8 @@ def build_worker(settings: Settings) -> Worker:
                            retention_ms=settings.state_retention_ms)
     app = create_app(settings)
     channels = declare_channels(app, settings)
-    tables = declare_tables(app, settings.partitions)
+    tables = declare_tables(app, settings.partitions,
+                            rocksdb_options(settings.state_write_buffer_mb, settings.state_block_cache_mb))
     metrics = WorkerMetrics()
 
     def observe(phase: str, seconds: float) -> None:

@@ -335,6 +335,7 @@ def test_a_flooded_worker_keeps_its_memory_bounded(started_worker, offline) -> N
           seconds=round(time.monotonic() - started, 1), note=note).record()  # fmt: skip
     assert lag > len(records) // 2, "the flood should outrun the worker"
     assert worker.alive
+    print("rss (s, MB, scored):", [(round(t, 1), round(r / 2**20), int(n)) for t, r, n in samples[::10]])
     assert growth_mb < MEMORY_BUDGET_MB < backlog_mb / 3, note
 
 
