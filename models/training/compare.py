@@ -50,7 +50,12 @@ def train_and_evaluate(
 
     def evaluate(test: EvalData) -> dict[str, Any]:
         return evaluate_next_token(
-            model, test, train_config.device, train_config.eval_batch_size, progress=train_config.progress
+            model,
+            test,
+            train_config.device,
+            train_config.eval_batch_size,
+            progress=train_config.progress,
+            bf16=train_config.bf16,
         )
 
     metrics = evaluate(data.test)

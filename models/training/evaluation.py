@@ -53,6 +53,7 @@ def target_ranks_of(
     device: str | torch.device = "auto",
     batch_size: int = 512,
     progress: bool = False,
+    bf16: bool = True,
 ) -> np.ndarray:
     """(N,) int64 rank of each row's target among all V tokens (1 = best)."""
     device = resolve_device(device)
@@ -64,7 +65,7 @@ def target_ranks_of(
     with progress_bar(f"eval {model.config.name}", n_batches, progress) as bar:
         for start, (batch, targets) in zip(range(0, len(data), batch_size), batches, strict=True):
             batch = batch.to(device)
-            with autocast(device):
+            with autocast(device, bf16):
                 embedding = model.sequence_embedding(batch)
             scores = model.logits(embedding.float())
             seen = data.seen(slice(start, start + batch_size))
@@ -85,9 +86,10 @@ def evaluate_next_token(
     batch_size: int = 512,
     ks: tuple[int, ...] = (1, 5, 10),
     progress: bool = False,
+    bf16: bool = True,
 ) -> dict[str, Any]:
     """→ {"HR@1", "HR@5", "HR@10", "NDCG@10", "MRR", "n"} with full ranking over the vocabulary."""
-    return ranking_metrics(target_ranks_of(model, data, device, batch_size, progress), ks=ks)
+    return ranking_metrics(target_ranks_of(model, data, device, batch_size, progress, bf16), ks=ks)
 
 
 def _to_numpy(value: Any) -> Any:

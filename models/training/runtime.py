@@ -23,9 +23,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device) -> Iterator[None]:
-    """bf16 autocast on CUDA; full fp32 on CPU (CPU bf16 is slower there and changes the numbers)."""
-    if device.type == "cuda":
+def autocast(device: torch.device, bf16: bool = True) -> Iterator[None]:
+    """bf16 autocast on CUDA unless `bf16` is off; fp32 on CPU (CPU bf16 is slower and changes numbers)."""
+    if device.type == "cuda" and bf16:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             yield
     else:

@@ -44,6 +44,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     max_steps_per_epoch: int | None = None  # smoke runs
     time_budget_s: float | None = None  # stop after the epoch that crosses it
+    bf16: bool = True  # bf16 autocast on CUDA; off = fp32 everywhere (reference reproductions)
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def train_next_token(
     steps, start = 0, time.perf_counter()
     for epoch in range(config.epochs):
         epoch_start = time.perf_counter()
-        sums = torch.zeros(3)
+        sums = torch.zeros(3, device=device)  # on the device: no host sync per step
         n_steps = batches.n_batches(epoch)
         if config.max_steps_per_epoch is not None:
             n_steps = min(n_steps, config.max_steps_per_epoch)
@@ -106,19 +107,17 @@ def train_next_token(
             for batch in batches.epoch(epoch):
                 if done >= n_steps:
                     break
-                with autocast(device):
+                with autocast(device, config.bf16):
                     parts = model.training_loss(batch.to(device), loss_fn)
                 optimizer.zero_grad(set_to_none=True)
                 parts.total.backward()
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
-                values = (
-                    torch.stack([parts.total.detach(), parts.generative, parts.contrastive]).float().cpu()
-                )
+                values = torch.stack([parts.total, parts.generative, parts.contrastive]).detach().float()
                 sums += values
                 done += 1
-                bar.advance(info=f"loss {values[0]:.4f}")
+                bar.advance(info=f"loss {values[0]:.4f}" if config.progress else "")
         steps += done
         row: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -133,7 +132,7 @@ def train_next_token(
         if validation is not None and (
             last_epoch or out_of_time or (epoch + 1) % max(config.eval_every, 1) == 0
         ):
-            metrics = evaluate_next_token(model, validation, device, config.eval_batch_size)
+            metrics = evaluate_next_token(model, validation, device, config.eval_batch_size, bf16=config.bf16)
             row["validation"] = metrics
             if metrics["NDCG@10"] > best_ndcg:
                 best_ndcg, best_epoch, best_metrics, stale = metrics["NDCG@10"], epoch + 1, metrics, 0
