@@ -181,6 +181,22 @@ class UserState:
         return txn in self.recent_txns
 
     def copy(self) -> UserState:
+        """An independent copy, field by field: `copy.deepcopy`'s generic walk (the reference,
+        `deep_copy_reference`) was 29 % of a backtest's samples. Shared safely: `Running` tuples and
+        `merchant_stats`' value lists, which `update` replaces and never mutates."""
+        p = self.prediction
+        return UserState(
+            self.times[:], self.tokens[:], self.amounts[:], self.merchants[:], self.devices[:],
+            self.countries[:], self.cities[:], self.n, self.last_time, self.log_amount, self.prob,
+            self.log_prob, dict(self.merchant_stats), dict(self.devices_seen), dict(self.countries_seen),
+            dict(self.categories_seen), dict(self.channels_seen), self.hour_counts[:], self.recent_txns[:],
+            self.model_tag,
+            None if p is None else Prediction(p.folded, p.tag, p.profile, p.lse, p.hidden.copy(),
+                                              p.sequence.copy()),
+        )  # fmt: skip
+
+    def deep_copy_reference(self) -> UserState:
+        """What `copy` must equal: Python's deep copy."""
         return _copy.deepcopy(self)
 
     def valid_prediction(self, tag: int, profile: int) -> Prediction | None:
@@ -405,10 +421,9 @@ def fold(state: UserState, txn: TxnView, config: StateConfig = DEFAULT_STATE) ->
     state.last_time = max(state.last_time, t)
     state.log_amount = state.log_amount.add(x)
     if txn.merchant:
-        stats = state.merchant_stats.pop(txn.merchant, None) or [0.0, 0.0]
-        stats[0] += 1.0
-        stats[1] += (x - stats[1]) / stats[0]
-        state.merchant_stats[txn.merchant] = stats
+        count, mean = state.merchant_stats.pop(txn.merchant, None) or (0.0, 0.0)
+        count += 1.0  # a new list, never an update in place: copies share these lists (`copy`)
+        state.merchant_stats[txn.merchant] = [count, mean + (x - mean) / count]
         if len(state.merchant_stats) > config.max_merchants:
             del state.merchant_stats[next(iter(state.merchant_stats))]
     _touch(state.devices_seen, txn.device, config.max_devices)

@@ -285,3 +285,20 @@ def test_a_datetime_event_time_is_the_same_millisecond_as_pandas_reads_it() -> N
             stamp = pd.Timestamp(value)
             stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
             assert txn_view({"timestamp": value, "amount": 1.0}, 0).time_ms == stamp.value // 1_000_000
+
+
+def test_copy_equals_a_deep_copy_and_shares_nothing_an_update_changes() -> None:
+    state = filled(40, StateConfig(window=8, max_merchants=3))
+    state.prob = Running().add(0.25)
+    state.prediction = Prediction(40, tag64("m"), 7, -1.5, np.arange(4, dtype=np.float32),
+                                  np.ones(2, dtype=np.float32))  # fmt: skip
+    before = state.to_bytes()
+    fast, reference = state.copy(), state.deep_copy_reference()
+    assert fast == reference == state
+    for i in range(12):  # the same merchants again (their stats change), new ones (evictions), a late one
+        update(fast, txn(50_000 + 1_000 * i, amount=3.0 + i, merchant=f"m{i % 7}", device=f"e{i}"),
+               config=StateConfig(window=8, max_merchants=3))  # fmt: skip
+    update(fast, txn(100, merchant="m1"), config=StateConfig(window=8, max_merchants=3))
+    fast.hour_counts[0] += 5
+    fast.prediction.hidden[:] = -1.0
+    assert state.to_bytes() == before and state == reference
