@@ -125,8 +125,14 @@ class ScoringEngine:
         profiles: Mapping[str, CachedProfile | None],
         *,
         stale_ok: frozenset[str] = frozenset(),
+        in_place: bool = False,
     ) -> list[Outcome]:
         """Scores `txns` in arrival order; `states` is updated only when the whole batch succeeded.
+
+        `in_place=True` gives that guarantee up for speed: the `UserState`s given are updated as the
+        batch goes, not copied first (copying was a quarter of a backtest's time). For a caller that
+        stops at the first failed batch (the backtest); with a fallback scorer the copies stay, since
+        the degraded retry must start from the states before the batch.
 
         A state may be given as its bytes (`UserState.to_bytes`, what the worker's table holds): it is
         decoded straight into the batch's working copy, so a state read from the store costs one decode
@@ -146,13 +152,14 @@ class ScoringEngine:
                   for txn, token in zip(txns, tokens, strict=True)]  # fmt: skip
         degraded = False
         states = self._unexpired(states, events)
+        copy = not in_place or self.fallback is not None
         try:
-            results, scratch = await self._run(self.scorer, events, states, stale_ok)
+            results, scratch = await self._run(self.scorer, events, states, stale_ok, copy)
         except ScorerUnavailable:
             if self.fallback is None:
                 raise
             degraded = True
-            results, scratch = await self._run(self.fallback, events, states, stale_ok)
+            results, scratch = await self._run(self.fallback, events, states, stale_ok, copy)
         given.update(scratch)
         now = datetime.now(UTC)  # one `processed_at` per batch: its outputs leave together
         return [self._outcome(txn, result, degraded, now) for txn, result in zip(txns, results, strict=True)]
@@ -206,11 +213,10 @@ class ScoringEngine:
 
     async def _run(
         self, scorer: Scorer, events: list[LiveEvent], states: Mapping[str, UserState | bytes],
-        stale_ok: frozenset[str],
+        stale_ok: frozenset[str], copy: bool = True,
     ) -> tuple[list[LiveResult], dict[str, UserState]]:  # fmt: skip
-        scratch = {
-            user_id: working_copy(states[user_id]) for user_id in {e.user_id for e in events} & states.keys()
-        }
+        users = {e.user_id for e in events} & states.keys()
+        scratch = {user: working_copy(states[user]) if copy else decoded(states[user]) for user in users}
         loop = asyncio.get_running_loop()
         if self.reference:
             score_fn = reference_score_fn(scorer, loop, self.threshold)
@@ -325,6 +331,11 @@ def working_copy(state: UserState | bytes) -> UserState:
     """A private copy to score a batch on: decoding bytes is one step (a deep copy of a decoded state
     cost 2.5x a decode, and was 15% of the worker's time at full speed)."""
     return UserState.from_bytes(state) if isinstance(state, bytes | bytearray) else state.copy()
+
+
+def decoded(state: UserState | bytes) -> UserState:
+    """The state itself, decoded if it is still bytes (no copy: `score(..., in_place=True)`)."""
+    return UserState.from_bytes(state) if isinstance(state, bytes | bytearray) else state
 
 
 def now_ms() -> int:

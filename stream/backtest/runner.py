@@ -198,7 +198,8 @@ async def _score(batch: list[Pending], runs: list[ModelRun], sink: ScoreSink) ->
     for run in runs:
         run.tap.last = None
         begun = time.perf_counter()
-        outcomes = await run.engine.score(txns, run.states, run.profiles)
+        # in place: a failed batch ends the backtest, so the copy-on-write of the live worker buys nothing
+        outcomes = await run.engine.score(txns, run.states, run.profiles, in_place=True)
         touched = {txn.user_id for txn in txns} & run.states.keys()
         await run.engine.refresh({user: run.states[user] for user in touched}, run.profiles)  # exact mode
         run.batch_ms.append((time.perf_counter() - begun) * 1000)

@@ -88,13 +88,14 @@ def engine_scores(
     profiles: list[UserProfile] | None = None,
     batch: int = 64,
     reference: bool = False,
+    in_place: bool = False,
 ) -> Mapping[str, float]:
     """txn_id → score of the same events through the same engine, in-process, no Kafka.
 
     Events are scored in the given order, `batch` at a time, with the touched users' cached encoder
     state refreshed after each batch (as the worker does); every user with a profile gets its cached
     embedding first, as the worker's profile agent (and the backtest) would have it. `reference`:
-    the full-window path instead.
+    the full-window path instead; `in_place`: states updated without the copy-on-write (the backtest).
     """
     live = LiveModel.from_artifact_dir(model)
     scorer = InProcessScorer.from_artifact(model, threads=1)
@@ -112,7 +113,7 @@ def engine_scores(
         scores: dict[str, float] = {}
         for i in range(0, len(events), batch):
             chunk = events[i : i + batch]
-            for outcome in await engine.score(chunk, states, cached):
+            for outcome in await engine.score(chunk, states, cached, in_place=in_place):
                 if outcome.score is not None:
                     scores[outcome.txn.txn_id] = outcome.score.score
             await engine.refresh({t.user_id: states[t.user_id] for t in chunk}, cached)

@@ -39,6 +39,16 @@ def test_the_engine_scores_the_cached_path_as_the_reference(tiny_model: tuple[Pa
     assert diff <= 1e-5, diff
 
 
+def test_scoring_in_place_equals_the_copy_on_write_path(tiny_model: tuple[Path, Path]) -> None:
+    """The backtest's `in_place=True` (no state copies) gives exactly the worker's scores."""
+    model, data = tiny_model
+    txns = transactions(data, 600)
+    profiles = read_profiles(data / "profiles.parquet")
+    assert engine_scores(model, txns, profiles, batch=50, in_place=True) == engine_scores(
+        model, txns, profiles, batch=50
+    )
+
+
 def test_the_batch_front_end_equals_the_dict_and_frame_reference(tiny_model: tuple[Path, Path]) -> None:
     """What `ScoringEngine.score` reads per transaction — its token (`transaction_tokens`, no frame) and
     its `TxnView` (`record_view`, plain attributes) — equals the reference `tokens(model_dump)` and
