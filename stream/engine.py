@@ -216,7 +216,7 @@ class ScoringEngine:
         stale_ok: frozenset[str], copy: bool = True,
     ) -> tuple[list[LiveResult], dict[str, UserState]]:  # fmt: skip
         users = {e.user_id for e in events} & states.keys()
-        scratch = {user: working_copy(states[user]) if copy else decoded(states[user]) for user in users}
+        scratch = {user: working_state(states[user], copy) for user in users}
         loop = asyncio.get_running_loop()
         if self.reference:
             score_fn = reference_score_fn(scorer, loop, self.threshold)
@@ -327,15 +327,13 @@ def reference_score_fn(scorer: Scorer, loop: asyncio.AbstractEventLoop, threshol
     return score_fn
 
 
-def working_copy(state: UserState | bytes) -> UserState:
-    """A private copy to score a batch on: decoding bytes is one step (a deep copy of a decoded state
-    cost 2.5x a decode, and was 15% of the worker's time at full speed)."""
-    return UserState.from_bytes(state) if isinstance(state, bytes | bytearray) else state.copy()
-
-
-def decoded(state: UserState | bytes) -> UserState:
-    """The state itself, decoded if it is still bytes (no copy: `score(..., in_place=True)`)."""
-    return UserState.from_bytes(state) if isinstance(state, bytes | bytearray) else state
+def working_state(state: UserState | bytes, copy: bool = True) -> UserState:
+    """The state to score a batch on: bytes decode straight into it (a deep copy of a decoded state
+    cost 2.5x a decode, and was 15% of the worker's time at full speed); a decoded state is copied,
+    or with `copy=False` (`score(..., in_place=True)`) used as it is."""
+    if isinstance(state, bytes | bytearray):
+        return UserState.from_bytes(state)
+    return state.copy() if copy else state
 
 
 def now_ms() -> int:
