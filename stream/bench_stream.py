@@ -164,7 +164,7 @@ class ScoreWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            for message in self.consumer.consume(1000, 0.2):
+            for message in consume_arrived(self.consumer, 1000, 0.2):
                 if message.error():
                     continue
                 now = time.time()
@@ -175,6 +175,19 @@ class ScoreWatcher(threading.Thread):
                     self.seen[txn_id] = (now, message.timestamp()[1] / 1000.0, bool(body["degraded"]),
                                          int(body.get("state_lag", 0)))  # fmt: skip
         self.consumer.close()
+
+
+def consume_arrived(consumer: Any, max_messages: int, timeout_s: float) -> list[Any]:
+    """What has arrived, at once: up to `timeout_s` for the first record, then what is already fetched.
+
+    librdkafka's `consume(n, timeout)` returns only when it holds `n` records or the timeout ends, so
+    at 1,000 scores/s `consume(1000, 0.2)` held each record up to 200 ms and the visible latency it
+    measured was the watcher's own (p50 ~130 ms where the scores were written ~21 ms after the event).
+    """
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, 0)]
 
 
 # ------------------------------------------------------------------------------------------ inputs

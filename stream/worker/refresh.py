@@ -1,10 +1,11 @@
 """The encoder refresh behind the worker's batches: off the critical path, bounded, written behind.
 
-After a batch's transaction has committed (its scores are visible), the users it left with a stale
-cached encoder state are queued here; one background task at a time refreshes up to `batch_max` of
-them in one batched encoder call (`ScoringEngine.refresh`), and keeps the refreshed states *ready*: the
-next batch reads a ready user from here instead of the table, and writes every ready state (with its
-fresh cache) to the table in its own transaction, so the cache survives a restart.
+Once a batch's states are serialized and its records sent — before its commit's broker round trips,
+which the refresh overlaps; from there the batch commits or the worker stops — the users it left
+with a stale cached encoder state are queued here; one background task at a time refreshes up to
+`batch_max` of them in one batched encoder call (`ScoringEngine.refresh`), and keeps the refreshed
+states *ready*: the next batch reads a ready user from here instead of the table, and writes every
+ready state (with its fresh cache) to the table in its own transaction, so the cache survives a restart.
 
 Before a batch is scored (`settle`):
 - normally (backlog ≤ `backlog_max`): a batch user still in the queue is taken out of it — the batch

@@ -123,12 +123,16 @@ class ScoringAgent(BatchAgent):
             self.metrics.evicted.inc(self.sweep.deleted - deleted)
             return changelog + evicted
 
+        def refresh_behind() -> None:
+            """Serialized and sent: the refresh may now run beside the commit's round trips."""
+            written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
+            self.refresher.written(written)
+            stale = stale_states(self.engine, {u: states[u] for u in written}, profiles, source)
+            self.refresher.submit(stale)
+
         started = time.perf_counter()
-        await self.committer.commit_batch(events, write, outputs, self.generation)
+        await self.committer.commit_batch(events, write, outputs, self.generation, on_written=refresh_behind)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
-        self.refresher.written(written)
-        self.refresher.submit(stale_states(self.engine, {u: states[u] for u in written}, profiles, source))
         self.metrics.refresh_backlog.set(self.refresher.backlog)
         self.metrics.batch_size.observe(len(events))
         self.metrics.batch_seconds.observe(time.perf_counter() - batch_started)

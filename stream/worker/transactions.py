@@ -183,12 +183,16 @@ class BatchCommitter:
         return [event for event in events if event.message.tp in assignment]
 
     async def commit_batch(self, events: Sequence[Any], write: Write, outputs: Iterable[Output] = (),
-                           generation: Any = None) -> None:  # fmt: skip
+                           generation: Any = None,
+                           on_written: Callable[[], None] | None = None) -> None:  # fmt: skip
         """Commit a batch: `write` (its table writes; → their changelog records), `outputs` (its
         records) and its input `events` (each partition's in offset order, none skipped), as the
-        delivery mode promises. Raises BatchDropped, before anything is written, when a rebalance
-        overtook it: the consumer generation it was admitted in (`generation`; None: the current one)
-        has ended, or a partition's transaction has been closed for its revocation.
+        delivery mode promises. `on_written` runs once the batch is written and sent, before the
+        commit's broker round trips (work that may overlap them: the encoder refresh). Past that
+        point the batch commits or the worker stops. Raises BatchDropped, before anything is
+        written, when a rebalance overtook it: the consumer generation it was admitted in
+        (`generation`; None: the current one) has ended, or a partition's transaction has been
+        closed for its revocation.
 
         Shielded: a worker stopping mid-batch lets the batch finish, so the shutdown commit (which
         waits for the lock) sees it whole.
@@ -196,11 +200,11 @@ class BatchCommitter:
         self.install()
         if generation is None:
             generation = self.app.consumer_generation_id
-        locked = self._locked(events, write, list(outputs), generation)
+        locked = self._locked(events, write, list(outputs), generation, on_written)
         await asyncio.shield(asyncio.ensure_future(locked))
 
     async def _locked(self, events: Sequence[Any], write: Write, outputs: list[Output],
-                      generation: Any) -> None:  # fmt: skip
+                      generation: Any, on_written: Callable[[], None] | None) -> None:  # fmt: skip
         async with self._lock:
             if self.failed is not None:
                 raise BatchFailed("an earlier batch failed; not committing") from self.failed
@@ -222,6 +226,8 @@ class BatchCommitter:
                 self._made_committable(events, generation)
                 self._ack(events)
                 self._observe("write", started)
+                if on_written is not None:
+                    on_written()
                 if self.exactly_once:
                     started = time.perf_counter()
                     await self.app.producer.flush()  # changelog writes sit in Faust's buffer until here
