@@ -226,11 +226,12 @@ class InProcessScorer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="panther-scorer")
 
     @classmethod
-    def from_artifact(cls, model_dir: str | Path, device: str = "cpu", threads: int = 0) -> InProcessScorer:
+    def from_artifact(cls, model_dir: str | Path, device: str = "cpu", threads: int = 0,
+                      torchscript: bool = True) -> InProcessScorer:  # fmt: skip
         from triton_repo.runner import ArtefactRunner, set_torch_threads  # deferred: imports torch
 
         set_torch_threads(threads)
-        return cls(ArtefactRunner.from_artifact(model_dir, device))
+        return cls(ArtefactRunner.from_artifact(model_dir, device, torchscript=torchscript))
 
     @property
     def info(self) -> Any:

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     state_block_cache_mb: int = Field(default=64, ge=1)
     model_dir: Path | None = None  # the exported model artefact; default: home / "model"
     scorer: Literal["triton", "inprocess"] = "triton"
+    # The in-process scorer's encoder refresh through a frozen TorchScript graph (CPU fp32; exact, and
+    # it does not take turns on the GIL with the event loop: models/fraud/traced.py); False: eager.
+    scorer_torchscript: bool = True
     degraded_mode: Literal["fallback", "pause"] = "fallback"
     # The encoder refresh behind the batches (stream/worker/refresh.py): users waiting for one beyond
     # `refresh_backlog` are scored from their last refresh (with state_lag) instead of waiting.

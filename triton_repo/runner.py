@@ -76,13 +76,17 @@ class ArtefactRunner:
 
     @classmethod
     def from_artifact(
-        cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32"
+        cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",
+        torchscript: bool = True,
     ) -> ArtefactRunner:
-        """Load (and verify) the artefact once; the fraud head is used when the artefact has one."""
+        """Load (and verify) the artefact once; the fraud head is used when the artefact has one.
+        `torchscript`: the refresh through frozen graphs where exact (`models.fraud.traced`)."""
         device = torch.device(device)
         has_head = (Path(path) / f"{HEAD_NAME}.safetensors").is_file() and (Path(path) / HEAD_JSON).is_file()
         if has_head:
             scorer = FraudScorer.from_artifact(path, device)
+            if torchscript:
+                scorer.trace_for_serving(precision)
             assert scorer.artifact is not None
             return cls(scorer.artifact, scorer.encoder, scorer, device, precision)
         artifact = load_artifact(path)

@@ -20,6 +20,7 @@ scoring an event later needs neither the encoder nor a pass over the vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,8 @@ def next_token_lse(
 
 @torch.no_grad()
 def position_hidden(
-    model: PantherModel, tokens: torch.Tensor, lengths: torch.Tensor, profile: torch.Tensor,
+    model: Callable[[SequenceBatch], torch.Tensor], tokens: torch.Tensor, lengths: torch.Tensor,
+    profile: torch.Tensor,
     positions: torch.Tensor,
 ) -> torch.Tensor:
     """Rows (B, W) right-padded, lengths (B,), profile (B, P), positions (B, K) (−1 = none)

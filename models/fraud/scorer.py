@@ -46,6 +46,7 @@ from models.fraud.features import FeatureSchema
 from models.fraud.head import FraudHead, HeadInputs
 from models.fraud.head_io import load_head
 from models.fraud.reasons import SignalMap, integrated_gradients
+from models.fraud.traced import EncoderCall, serving_encoder
 from models.panther import PantherModel
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -77,6 +78,15 @@ class FraudScorer:
         self.reason_steps = reason_steps
         self.signals = SignalMap.build(head, schema.signals)
         self.artifact: Artifact | None = None
+        self._encoder_call: EncoderCall = self.encoder  # the refresh's forward (`trace_for_serving`)
+        self._tuned_call: EncoderCall | None = self.tuned_encoder
+
+    def trace_for_serving(self, precision: str = "fp32") -> None:
+        """Serve `refresh` through frozen TorchScript graphs where that is exact and helps (CPU fp32:
+        `models.fraud.traced`); the eager modules stay the reference path (`score`, training)."""
+        self._encoder_call = serving_encoder(self.encoder, self.device, precision)
+        if self.tuned_encoder is not None:
+            self._tuned_call = serving_encoder(self.tuned_encoder, self.device, precision)
 
     @classmethod
     def from_artifact(cls, path: str | Path, device: str | torch.device = "cpu") -> FraudScorer:
@@ -130,7 +140,7 @@ class FraudScorer:
         tokens_t, lengths_t = self._t(tokens, torch.long), self._t(lengths, torch.long)
         profile_t, positions_t = self._t(profile, torch.long), self._t(positions, torch.long)
         rows = (tokens_t, lengths_t, profile_t, positions_t)
-        hidden = position_hidden(self.encoder, *rows)  # (R, K, d)
+        hidden = position_hidden(self._encoder_call, *rows)  # (R, K, d)
         valid = positions_t >= 0
         lse = torch.zeros(positions_t.shape, dtype=torch.float32, device=self.device)
         lse[valid] = next_token_lse(self.encoder, hidden[valid], self.temperature)
@@ -142,8 +152,8 @@ class FraudScorer:
     def _sequence_states(self, tokens: torch.Tensor, lengths: torch.Tensor, profile: torch.Tensor,
                          positions: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """(R, K, S): the fine-tuned encoder's states, or the TextCNN over each window tokens[:pos + 1]."""
-        if self.tuned_encoder is not None:
-            return position_hidden(self.tuned_encoder, tokens, lengths, profile, positions).float()
+        if self._tuned_call is not None:
+            return position_hidden(self._tuned_call, tokens, lengths, profile, positions).float()
         r, k = positions.shape
         windows = tokens.repeat_interleave(k, dim=0)  # (R·K, W): row r's tokens, once per position
         encoded = self.head.encode_sequence(windows, (positions.reshape(-1) + 1).clamp(min=0))

@@ -62,7 +62,8 @@ async def open_model(spec: ModelSpec, settings: Settings, scorer_kind: str, thre
         scorer = await _triton(settings, live)
     else:
         try:
-            scorer = InProcessScorer.from_artifact(spec.path, threads=settings.torch_threads)
+            scorer = InProcessScorer.from_artifact(spec.path, threads=settings.torch_threads,
+                                                   torchscript=settings.scorer_torchscript)
         except (OSError, ValueError, KeyError) as exc:
             raise PantherError(f"--model {spec.path}: cannot load the artefact: {exc}") from None
     tap = TokenTap(live)

@@ -133,7 +133,8 @@ def build_worker(settings: Settings) -> Worker:
     def in_process() -> Scorer:  # loads torch: only when the worker scores, or falls back, in-process
         from stream.scoring import InProcessScorer
 
-        return InProcessScorer.from_artifact(model_dir, threads=settings.torch_threads)
+        return InProcessScorer.from_artifact(model_dir, threads=settings.torch_threads,
+                                              torchscript=settings.scorer_torchscript)
 
     if settings.scorer == "inprocess":
         primary: Any = in_process()
