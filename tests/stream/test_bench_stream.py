@@ -61,3 +61,25 @@ def test_choices_are_checked_with_one_clear_line() -> None:
         parse_choices("--processes", "1,0", None)
     with pytest.raises(PantherError, match="--sizes: 'huge' is not one of demo, panther"):
         parse_choices("--sizes", "huge", ("demo", "panther"))
+
+
+def test_the_watcher_takes_what_has_arrived_without_waiting_for_a_full_batch() -> None:
+    from stream.bench_stream import consume_arrived
+
+    class Consumer:  # librdkafka's consume(n, t) would wait t for n records: the watcher must not
+        def __init__(self, queued: list[int]) -> None:
+            self.queued, self.calls = queued, []
+
+        def poll(self, timeout: float) -> int | None:
+            self.calls.append(("poll", timeout))
+            return self.queued.pop(0) if self.queued else None
+
+        def consume(self, n: int, timeout: float) -> list[int]:
+            self.calls.append(("consume", n, timeout))
+            taken, self.queued = self.queued[:n], self.queued[n:]
+            return taken
+
+    consumer = Consumer([1, 2, 3])
+    assert consume_arrived(consumer, 1000, 0.2) == [1, 2, 3]
+    assert consumer.calls == [("poll", 0.2), ("consume", 999, 0)]
+    assert consume_arrived(Consumer([]), 1000, 0.2) == []

@@ -108,6 +108,21 @@ async def test_exactly_once_writes_sends_acks_then_commits_one_transaction_at_a_
     assert app.acked == [1, 1, 2] and committer.clean
 
 
+async def test_on_written_runs_after_the_sends_and_before_the_commit_and_never_for_a_dropped_batch() -> None:
+    log: list[str] = []
+    app = fake_app(log)
+    committer = BatchCommitter(app, exactly_once=True)
+    events = [Event(app, 0, 1)]
+    outputs = [Output(events[0], "scores", b"u", b"s")]
+    await committer.commit_batch(events, writer(log, "1"), outputs, on_written=lambda: log.append("refresh"))
+    assert log[:5] == ["write 1", "send scores/0 x1", "refresh", "flush", "commit start"], log
+    app.consumer_generation_id = 2
+    with pytest.raises(BatchDropped):
+        await committer.commit_batch([Event(app, 0, 2)], writer(log, "2"), generation=1,
+                                     on_written=lambda: log.append("refresh 2"))  # fmt: skip
+    assert "refresh 2" not in log and "write 2" not in log
+
+
 async def test_at_least_once_has_outputs_acknowledged_before_the_state_is_written() -> None:
     log: list[str] = []
     app = fake_app(log)
