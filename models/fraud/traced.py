@@ -3,13 +3,14 @@
 Why: in eager mode every op returns to Python, and the thread running it needs the GIL between
 kernels. The worker refreshes cached states in a thread beside its event loop, so the two took turns
 on the GIL: on the demo model (250 windows × 32 tokens, one torch thread, the worker's 0.5 ms GIL
-switch interval) one eager forward took 16.8 ms alone and 69.5 ms beside a busy Python thread; the
-frozen graph 16.0 ms and 17.5 ms (`bench/encoder_gil.py`). The graph runs the same kernels, so its
-output equals the eager module's (tests hold them equal); the eager module stays the reference path.
+switch interval) one eager forward took 18.8 ms alone and 74.6 ms beside a busy Python thread; the
+frozen graph 16.7 ms and 18.2 ms (`python bench/encoder_gil.py`, docs/BENCHMARKS.md). The graph runs
+the same kernels, so its output equals the eager module's (tests hold them equal); the eager module
+stays the reference path.
 
 Only the CPU fp32 forward is traced: on a GPU, kernels are launched asynchronously (the GIL is not the
-bottleneck) and bf16 autocast is not applied inside a traced graph. Models whose attention bias reads
-event times are served eagerly too (`position_hidden` passes no times).
+bottleneck), and the bf16 path runs under autocast, which this trace was not checked against. Models
+whose attention bias reads event times are served eagerly too (`position_hidden` passes no times).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class TracedEncoder:
     """Called like the model on a `SequenceBatch` of tokens, lengths and profile."""
 
     def __init__(self, model: PantherModel) -> None:
-        self.config = model.config
         length = int(model.config.max_len)
         fields = max(len(model.config.profile_cardinalities), 1)
         example = (
