@@ -109,5 +109,5 @@ def topic_retention_ms(admin: AdminClient, topic: str, timeout_s: float = 10.0) 
     try:
         configs = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result(timeout_s)
         return int(configs["retention.ms"].value)
-    except (KafkaException, KeyError, ValueError, TypeError):
+    except (KafkaException, KeyError, ValueError, TypeError, TimeoutError):  # a broker gone mid-check
         return None
