@@ -11,6 +11,7 @@ from stream.engine import ScoringEngine
 from stream.settings import Settings
 from stream.worker.batches import natural_batches
 from stream.worker.channels import Channels
+from stream.worker.fetch import direct_hand_off
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sequence import PartitionSequencer, keep_every_record
 from stream.worker.stall_watch import StallWatch
@@ -73,6 +74,8 @@ class BatchAgent:
         # Agents start before the fetcher (it starts once recovery ends), and the consumer must not be
         # built earlier than Faust builds it (it reads the app's transaction mode when it is created).
         keep_every_record(self.app.consumer, [getattr(self.channels, self.topic_role).get_topic_name()])
+        if self.settings.fetch_hand_off == "direct":
+            direct_hand_off(self.app.consumer)
         self.committer.install()
         async for events in natural_batches(stream, self.settings.batch_max, self.settings.batch_within_s):
             self.stall_watch.batch_seen()

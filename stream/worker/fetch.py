@@ -1,0 +1,63 @@
+"""The fetcher hands each record to the conductor without four asyncio tasks per record.
+
+Faust's fetch loop (faust-streaming 0.15.3, faust/transport/consumer.py `_drain_messages`) hands every
+fetched record over as `await self.wait_first(callback(message), self.suspend_flow.wait())`, and
+mode's `Service.wait_first` wraps those two awaitables and the consumer's stopped and crashed events
+in four tasks, waits for the first, then cancels the other three: per record. At full speed that was
+~10 % of the worker's GIL time (py-spy, docs/BENCHMARKS.md, issue 14), for a callback (the
+conductor's `on_message`: decode, then `put_nowait` on the channel's queue) that almost never
+suspends.
+
+`direct_hand_off` gives the consumer a `wait_first` that, for that call only (two awaitables, no
+timeout), awaits the callback directly when nothing could beat it at the moment of the call: flow not
+suspended, the consumer neither stopping nor crashed. In every other case, and for every other
+caller, it is mode's own. The one difference: a callback that blocks (its channel's queue is full)
+and meanwhile sees flow suspended for a rebalance is not cancelled; its record reaches the stream,
+which skips and releases it as it does every record it sees while flow is suspended. Nothing is
+scored out of order because of it: the partition sequencer (`sequence.py`) admits records strictly
+in offset order and reads a partition again after a gap. A stop or a rebalance restart cancels the
+fetcher task, and with it the awaited callback, as before.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from mode.services import WaitResults
+
+
+class DirectHandOff:
+    """The consumer's `wait_first`, with the fetch loop's per-record call awaited directly."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self.original = consumer.wait_first
+        self.direct = 0  # records handed over directly (for the tests)
+
+    async def __call__(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        consumer = self.consumer
+        if (
+            len(coros) == 2
+            and timeout is None
+            and inspect.iscoroutine(coros[0])
+            and inspect.iscoroutine(coros[1])
+            and not consumer.suspend_flow.is_set()
+            and not consumer._stopped.is_set()
+            and not consumer._crashed.is_set()
+        ):
+            callback, suspended = coros
+            suspended.close()  # never awaited: nothing can suspend flow before the callback runs
+            self.direct += 1
+            return WaitResults([callback], [await callback], False)
+        return await self.original(*coros, timeout=timeout)
+
+
+def direct_hand_off(consumer: Any) -> DirectHandOff:
+    """Install on `consumer` (idempotent); the fetch loop looks `wait_first` up on every record."""
+    current = consumer.__dict__.get("wait_first")
+    if isinstance(current, DirectHandOff):
+        return current
+    hand_off = DirectHandOff(consumer)
+    consumer.wait_first = hand_off
+    return hand_off
