@@ -85,9 +85,10 @@ class Settings(BaseSettings):
     # Python's GIL switch interval in the worker (sys.setswitchinterval): Faust's consumer thread needs
     # many short turns; Python's 5 ms default starved it (stream/worker/runtime.py).
     gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.1)
-    # How Faust's fetch loop hands each record over (stream/worker/fetch.py): "direct" awaits the
-    # conductor's callback itself; "faust" is mode's wait_first, four asyncio tasks per record.
-    fetch_hand_off: Literal["direct", "faust"] = "direct"
+    # Faust's per-record path into a batch: "direct" hands each fetched record to the conductor
+    # without mode's wait_first (stream/worker/fetch.py) and takes batches off the agent's channel
+    # queue (stream/worker/batches.py `channel_batches`); "faust": Faust's own, the reference.
+    ingest: Literal["direct", "faust"] = "direct"
     # Python's gen-0 garbage-collection threshold in the worker (gc.set_threshold; 0: Python's 700).
     # The per-batch garbage is acyclic (freed by reference counting), yet at 700 the cyclic collector
     # ran ~70 times a second and scanned every live state and Faust object: 10 % of the worker's CPU at

@@ -9,7 +9,7 @@ import faust
 
 from stream.engine import ScoringEngine
 from stream.settings import Settings
-from stream.worker.batches import natural_batches
+from stream.worker.batches import channel_batches, natural_batches
 from stream.worker.channels import Channels
 from stream.worker.fetch import direct_hand_off
 from stream.worker.metrics import WorkerMetrics
@@ -74,10 +74,12 @@ class BatchAgent:
         # Agents start before the fetcher (it starts once recovery ends), and the consumer must not be
         # built earlier than Faust builds it (it reads the app's transaction mode when it is created).
         keep_every_record(self.app.consumer, [getattr(self.channels, self.topic_role).get_topic_name()])
-        if self.settings.fetch_hand_off == "direct":
+        batches = natural_batches
+        if self.settings.ingest == "direct":
             direct_hand_off(self.app.consumer)
+            batches = channel_batches
         self.committer.install()
-        async for events in natural_batches(stream, self.settings.batch_max, self.settings.batch_within_s):
+        async for events in batches(stream, self.settings.batch_max, self.settings.batch_within_s):
             self.stall_watch.batch_seen()
             try:
                 ours = self.committer.assigned(events)

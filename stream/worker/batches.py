@@ -11,6 +11,18 @@ which is what keeps both the latency at low rates and the throughput at full spe
 
 Acks stay manual, as in `take_events`: events are acked (for Faust's sensors) after the batch's body
 returns; whether an ack makes an offset committable is the committer's decision (`transactions.py`).
+
+Two ways to get there, one setting (`PANTHER_INGEST`):
+- `channel_batches` (`direct`, the default) takes the batch off the agent's channel queue itself,
+  in bulk. Faust's stream iterator (`faust/streams.py` `_py_aiter`) spends per event an
+  `asyncio.sleep(0)` (a whole event-loop turn), four sensor calls, a tracing context per processor
+  and our buffering processor: ~7 % of the worker's GIL time at full speed (py-spy, docs/BENCHMARKS.md,
+  issue 14). What the stream does that matters is done here too, per event and in the same order:
+  an event fetched while flow is suspended or in an older consumer generation is skipped and
+  released (as the stream skips it; `sequence.py` reads the partition again), every other one is
+  tracked as unacked (a rebalance waits for it) before the batch is handed on. The channel's own
+  queue (`stream_buffer_maxsize`) is the buffer: a full queue pauses the partition's fetch.
+- `natural_batches` (`faust`) runs Faust's stream with a buffering processor: the reference.
 """
 
 from __future__ import annotations
@@ -18,6 +30,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+
+from faust.types import EventT
 
 
 async def natural_batches(stream: Any, max_: int, linger_s: float) -> AsyncIterator[list[Any]]:
@@ -66,3 +80,41 @@ async def natural_batches(stream: Any, max_: int, linger_s: float) -> AsyncItera
     finally:
         stream.enable_acks = acks
         stream._processors.remove(add_to_buffer)
+
+
+async def channel_batches(stream: Any, max_: int, linger_s: float) -> AsyncIterator[list[Any]]:
+    """Batches of ≤ `max_` Faust events off `stream`'s channel queue, in arrival order (see above)."""
+    app = stream.app
+    queue = stream.channel.queue
+    unacked = app.consumer.unacked
+    acking_topics = app.topics.acking_topics
+    flow_control = app.flow_control
+    await stream.maybe_start()  # as Faust's stream iterator starts it
+    while not stream.should_stop:
+        if queue.empty():
+            arrived = [await queue.get()]  # idle: wait for a first event, then linger for more
+            if linger_s > 0:
+                await asyncio.sleep(linger_s)
+        else:
+            arrived = []
+        while len(arrived) < max_ and not queue.empty():
+            arrived.append(queue.get_nowait())
+        batch = []
+        generation = app.consumer_generation_id
+        flowing = flow_control.is_active()
+        for event in arrived:
+            if not isinstance(event, EventT):
+                continue  # a topic channel carries events only
+            message = event.message
+            if not flowing or message.generation_id != generation:
+                event.ack()  # skipped and released, as Faust's stream does
+                continue
+            if message.topic in acking_topics and not message.tracked:
+                message.tracked = True  # Faust's `track_message`, as its stream inlines it
+                unacked.add(message)
+            batch.append(event)
+        if not batch:
+            continue
+        yield batch
+        for event in batch:
+            event.ack()  # released (a no-op when the committer acked it); offsets: transactions.py
