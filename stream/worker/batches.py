@@ -91,14 +91,16 @@ async def channel_batches(stream: Any, max_: int, linger_s: float) -> AsyncItera
     flow_control = app.flow_control
     await stream.maybe_start()  # as Faust's stream iterator starts it
     while not stream.should_stop:
-        if queue.empty():
-            arrived = [await queue.get()]  # idle: wait for a first event, then linger for more
-            if linger_s > 0:
-                await asyncio.sleep(linger_s)
-        else:
-            arrived = []
-        while len(arrived) < max_ and not queue.empty():
-            arrived.append(queue.get_nowait())
+        arrived: list[Any] = []
+        try:
+            if queue.empty():
+                arrived.append(await queue.get())  # idle: wait for a first event, then linger for more
+                if linger_s > 0:
+                    await asyncio.sleep(linger_s)
+            while len(arrived) < max_ and not queue.empty():
+                arrived.append(queue.get_nowait())
+        except StopAsyncIteration:  # a stop: Faust ends a channel's iteration by throwing it in
+            return  # what was taken was never tracked nor made committable: read again after a restart
         batch = []
         generation = app.consumer_generation_id
         flowing = flow_control.is_active()

@@ -231,3 +231,18 @@ async def test_channel_batches_deliver_what_the_stream_reference_delivers() -> N
         if len(got) == 7:
             break
     assert got == want == list(range(7))
+
+
+async def test_a_stop_thrown_into_the_channel_ends_the_batches() -> None:
+    """Faust ends a channel's iteration (a worker stopping) by throwing StopAsyncIteration into it."""
+    stream = ChannelStream()
+
+    async def stop_soon() -> None:
+        await asyncio.sleep(0.01)
+        for getter in stream.channel.queue._getters:  # what mode's ThrowableQueue._throw does
+            getter.set_exception(StopAsyncIteration())
+
+    task = asyncio.ensure_future(stop_soon())
+    got = [batch async for batch in channel_batches(stream, 10, linger_s=0.0)]
+    await task
+    assert got == []
