@@ -9,14 +9,16 @@ conductor's `on_message`: decode, then `put_nowait` on the channel's queue) that
 suspends.
 
 `direct_hand_off` gives the consumer a `wait_first` that, for that call only (two awaitables, no
-timeout), awaits the callback directly when nothing could beat it at the moment of the call: flow not
-suspended, the consumer neither stopping nor crashed. In every other case, and for every other
-caller, it is mode's own. The one difference: a callback that blocks (its channel's queue is full)
-and meanwhile sees flow suspended for a rebalance is not cancelled; its record reaches the stream,
-which skips and releases it as it does every record it sees while flow is suspended. Nothing is
-scored out of order because of it: the partition sequencer (`sequence.py`) admits records strictly
-in offset order and reads a partition again after a gap. A stop or a rebalance restart cancels the
-fetcher task, and with it the awaited callback, as before.
+timeout), awaits the callback directly when nothing could beat it at the moment of the call: neither
+the consumer's flow nor the app's flow control suspended (the callback's first await waits for the
+latter), the consumer neither stopping nor crashed. In every other case, and for every other
+caller, it is mode's own. The one difference: a callback blocked on a full channel queue when a
+rebalance suspends flow is not cancelled at once; the rebalance clears the channel queues, which
+cancels a blocked put (as before), and a record that still gets through carries the generation it
+was fetched in, so the batcher skips and releases it (`batches.py`). Nothing is scored out of order
+either way: the partition sequencer (`sequence.py`) admits records strictly in offset order and
+reads a partition again after a gap. A stop or a rebalance restart cancels the fetcher task, and
+with it the awaited callback, as before.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class DirectHandOff:
             and inspect.iscoroutine(coros[0])
             and inspect.iscoroutine(coros[1])
             and not consumer.suspend_flow.is_set()
+            and consumer.app.flow_control.is_active()  # the callback's first await would block
             and not consumer._stopped.is_set()
             and not consumer._crashed.is_set()
         ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
+from types import SimpleNamespace
 
 import pytest
 from mode import Service
@@ -17,6 +18,8 @@ class FakeConsumer(Service):
     def __init__(self) -> None:
         super().__init__()
         self.suspend_flow = asyncio.Event()
+        self.flowing = True
+        self.app = SimpleNamespace(flow_control=SimpleNamespace(is_active=lambda: self.flowing))
 
 
 async def hand_over(consumer: FakeConsumer, record: int) -> tuple[list, list, bool]:
@@ -48,6 +51,14 @@ async def test_suspended_flow_takes_modes_path() -> None:
     done, _, stopped = await hand_over(consumer, 1)
     assert hand_off.direct == 0
     assert not stopped and len(done) >= 1  # mode's wait_first: the suspension may win the race
+
+
+async def test_suspended_app_flow_control_takes_modes_path() -> None:
+    consumer = FakeConsumer()
+    hand_off = direct_hand_off(consumer)
+    consumer.flowing = False
+    await hand_over(consumer, 1)
+    assert hand_off.direct == 0
 
 
 async def test_other_call_shapes_take_modes_path() -> None:
