@@ -21,7 +21,12 @@ Two ways to get there, one setting (`PANTHER_INGEST`):
   an event fetched while flow is suspended or in an older consumer generation is skipped and
   released (as the stream skips it; `sequence.py` reads the partition again), every other one is
   tracked as unacked (a rebalance waits for it) before the batch is handed on. The channel's own
-  queue (`stream_buffer_maxsize`) is the buffer: a full queue pauses the partition's fetch.
+  queue (`stream_buffer_maxsize`) is the buffer, and a full one blocks the fetch loop's put until the
+  next batch is taken. Faust would instead take a partition out of the fetch once the queue is 80 %
+  full and put it back once it drained to 40 %, and while none is left in the fetch its fetch loop
+  sleeps a whole second (`_wait_next_records`): at full speed the worker sat idle 15 % of the time
+  (busy share 0.84–0.86 → 0.93–0.95 without it, docs/BENCHMARKS.md). So this channel never reports
+  pressure; a full queue holds the other topics' records (profiles) until the next batch is taken.
 - `natural_batches` (`faust`) runs Faust's stream with a buffering processor: the reference.
 """
 
@@ -90,6 +95,7 @@ async def channel_batches(stream: Any, max_: int, linger_s: float) -> AsyncItera
     acking_topics = app.topics.acking_topics
     flow_control = app.flow_control
     await stream.maybe_start()  # as Faust's stream iterator starts it
+    queue.__dict__["pressure_high_size"] = queue.maxsize + 1  # no buffer-pressure pause (module doc)
     while not stream.should_stop:
         arrived: list[Any] = []
         try:

@@ -10,6 +10,7 @@ from typing import Any
 
 from faust.events import Event
 from faust.types.tuples import ConsumerMessage
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from stream.worker.batches import channel_batches, natural_batches
 
@@ -246,3 +247,20 @@ async def test_a_stop_thrown_into_the_channel_ends_the_batches() -> None:
     got = [batch async for batch in channel_batches(stream, 10, linger_s=0.0)]
     await task
     assert got == []
+
+
+async def test_the_channel_never_takes_its_partitions_out_of_the_fetch() -> None:
+    """A full queue blocks the fetch loop's put; Faust's pressure pause idled the fetch loop 1 s."""
+    stream = ChannelStream()
+    stream.channel.queue = ThrowableQueue(maxsize=10, flow_control=FlowControlEvent())
+    for offset in range(10):
+        stream.put(offset)
+    assert stream.channel.queue.in_pressure_high_state(lambda: None), "Faust's queue, as it comes"
+    stream.channel.queue._pending_pressure_drop_callbacks.clear()
+    async for batch in channel_batches(stream, 3, linger_s=0.0):
+        assert len(batch) == 3
+        break
+    for offset in range(3):
+        stream.put(10 + offset)
+    assert stream.channel.queue.full()
+    assert not stream.channel.queue.in_pressure_high_state(lambda: None)
