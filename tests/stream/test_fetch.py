@@ -44,21 +44,27 @@ async def test_the_direct_hand_off_returns_what_mode_returns() -> None:
     assert hand_off.direct == 5
 
 
-async def test_suspended_flow_takes_modes_path() -> None:
+def suspend_consumer_flow(consumer: FakeConsumer) -> None:
+    consumer.suspend_flow.set()
+
+
+def suspend_app_flow(consumer: FakeConsumer) -> None:
+    consumer.flowing = False
+
+
+def stop(consumer: FakeConsumer) -> None:
+    consumer._stopped.set()
+
+
+@pytest.mark.parametrize("condition", [suspend_consumer_flow, suspend_app_flow, stop])
+async def test_whatever_could_beat_the_callback_takes_modes_path(condition) -> None:
     consumer = FakeConsumer()
     hand_off = direct_hand_off(consumer)
-    consumer.suspend_flow.set()
+    condition(consumer)
     done, _, stopped = await hand_over(consumer, 1)
     assert hand_off.direct == 0
-    assert not stopped and len(done) >= 1  # mode's wait_first: the suspension may win the race
-
-
-async def test_suspended_app_flow_control_takes_modes_path() -> None:
-    consumer = FakeConsumer()
-    hand_off = direct_hand_off(consumer)
-    consumer.flowing = False
-    await hand_over(consumer, 1)
-    assert hand_off.direct == 0
+    assert stopped == (condition is stop)
+    assert stopped or len(done) >= 1  # mode's wait_first: the suspension may win the race
 
 
 async def test_other_call_shapes_take_modes_path() -> None:
@@ -72,14 +78,6 @@ async def test_other_call_shapes_take_modes_path() -> None:
     result = await consumer.wait_first(value(), consumer.suspend_flow.wait(), timeout=1.0)
     assert 7 in result.results
     assert hand_off.direct == 0
-
-
-async def test_a_stopped_consumer_takes_modes_path() -> None:
-    consumer = FakeConsumer()
-    hand_off = direct_hand_off(consumer)
-    consumer._stopped.set()
-    _, _, stopped = await hand_over(consumer, 1)
-    assert stopped and hand_off.direct == 0
 
 
 async def test_a_cancelled_fetcher_cancels_the_awaited_callback() -> None:
