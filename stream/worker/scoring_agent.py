@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from models.fraud.state import UserState
-from stream.engine import CachedProfile, ScoringEngine, now_ms
+from stream.engine import CachedProfile, ProfileDecoder, ScoringEngine, now_ms
 from stream.events import Transaction
 from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
@@ -59,6 +59,7 @@ class ScoringAgent(BatchAgent):
 
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
                                         self.settings.refresh_batch_max, owned, refreshed)  # fmt: skip
+        self.decode_profile = ProfileDecoder()
         self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
                                     self.settings.state_sweep_interval_s)
 
@@ -174,7 +175,7 @@ class ScoringAgent(BatchAgent):
         profiles: dict[str, CachedProfile | None] = {}
         for user_id, event in source.items():
             raw = read_value(self.tables.user_embeddings, event, user_id.encode())
-            profiles[user_id] = CachedProfile.from_bytes(raw) if raw is not None else None
+            profiles[user_id] = self.decode_profile(raw) if raw is not None else None
         return profiles
 
     async def _refresh_stale(self, profiles: dict[str, CachedProfile | None]) -> dict[str, CachedProfile]:

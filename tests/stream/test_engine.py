@@ -254,3 +254,23 @@ def test_a_user_idle_past_the_retention_starts_afresh(tiny_model: tuple[Path, Pa
         assert kept_n == len(mine) and gone_n == 1
         assert gone_score == pytest.approx(asyncio.run(fresh_score(101)), abs=1e-6)
         assert kept_score != pytest.approx(asyncio.run(fresh_score(99)), abs=1e-6)
+
+
+def test_the_profile_decoder_equals_from_bytes_and_decodes_a_changed_profile_afresh() -> None:
+    from stream.engine import CachedProfile, ProfileDecoder
+
+    old = CachedProfile(np.arange(4, dtype=np.int64), np.ones(3, np.float32), "v1", 10).to_bytes()
+    new = CachedProfile(np.arange(4, dtype=np.int64), np.zeros(3, np.float32), "v1", 20).to_bytes()
+    decode = ProfileDecoder(max_entries=2)
+    first = decode(old)
+    reference = CachedProfile.from_bytes(old)
+    assert first.model_version == reference.model_version and first.updated_ms == reference.updated_ms
+    assert np.array_equal(first.profile_ids, reference.profile_ids)
+    assert np.array_equal(first.embedding, reference.embedding)
+    assert decode(bytes(old)) is first  # the same stored bytes: the memo
+    changed = decode(new)
+    assert changed.updated_ms == 20 and not changed.embedding.any()
+    with pytest.raises(ValueError):
+        first.embedding[0] = 5.0  # shared between batches: read-only
+    decode(CachedProfile(np.arange(2, dtype=np.int64), None, "v2", 30).to_bytes())
+    assert len(decode._memo) <= 2  # bounded
