@@ -26,7 +26,7 @@ from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import dead_letter_outputs, decode_events
 from stream.worker.refresh import StateRefresher, stale_states
 from stream.worker.retention import RetentionSweep
-from stream.worker.tables import read_value, write_value
+from stream.worker.tables import read_value, write_values
 from stream.worker.transactions import Output
 
 MAX_BACKOFF_S = 10.0
@@ -110,13 +110,13 @@ class ScoringAgent(BatchAgent):
 
         async def write() -> list[Output]:
             windows, embeddings = self.tables.user_windows, self.tables.user_embeddings
-            changelog = [write_value(embeddings, source[user_id], user_id.encode(), cached.to_bytes())
-                         for user_id, cached in refreshed.items()]  # fmt: skip
-            changelog += [write_value(windows, source[user_id], user_id.encode(), state.to_bytes())
-                          for user_id, state in states.items()
-                          if isinstance(state, UserState)]  # bytes: only duplicates of the user  # fmt: skip
-            changelog += [write_value(windows, event, user_id.encode(), raw)
-                          for user_id, event, raw in behind if user_id not in source]  # fmt: skip
+            changelog = write_values(embeddings, [(source[user_id], user_id.encode(), cached.to_bytes())
+                                                  for user_id, cached in refreshed.items()])  # fmt: skip
+            changelog += write_values(windows, [
+                *((source[user_id], user_id.encode(), state.to_bytes()) for user_id, state in states.items()
+                  if isinstance(state, UserState)),  # bytes: only duplicates of the user
+                *((event, user_id.encode(), raw) for user_id, event, raw in behind if user_id not in source),
+            ])  # fmt: skip
             busy = {user_id.encode() for user_id in source} | {user_id.encode() for user_id, _, _ in behind}
             partitions = {event.message.partition: event for event in events}.values()
             deleted = self.sweep.deleted

@@ -3,7 +3,7 @@
 Values are our own compact bytes (the models' `UserState.to_bytes`, `CachedEmbedding.to_bytes`), so the
 changelog carries exactly what the backtest and the in-process evaluation reconstruct.
 
-The scoring agent reads and writes them in bulk (`read_value`, `write_value`): straight to the RocksDB
+The scoring agent reads and writes them in bulk (`read_value`, `write_values`): straight to the RocksDB
 database of the source event's partition, and the changelog record handed to the committer as one more
 `Output`, sent in the batch's record batches (inside its transaction under exactly_once). Faust's own
 `table[key] = value` sends each changelog record through its producer buffer one by one, and its
@@ -15,10 +15,12 @@ index, and the changelog offset it records so a restart replays only the changel
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from rocksdict import WriteBatch
 
 from stream.worker.transactions import Output
 
@@ -68,6 +70,28 @@ def write_value(table: faust.Table, source: Any, key: bytes, value: bytes) -> Ou
     store._db_for_partition(partition).put(key, value)
     store._key_index[key] = partition
     return Output(source, table.changelog_topic.get_topic_name(), key, value)
+
+
+def write_values(table: faust.Table, writes: Iterable[tuple[Any, bytes, bytes]]) -> list[Output]:
+    """`write_value` for many (source, key, value): one RocksDB write batch per partition's database
+    (a put per key cost ~6 µs, a batch ~4 µs a key: the same WAL append made once); → the changelog
+    records, in the order given. A key given twice keeps its last value, as two puts would."""
+    store = table.data
+    topic = table.changelog_topic.get_topic_name()
+    batches: dict[int, WriteBatch] = {}
+    key_index = store._key_index
+    out = []
+    for source, key, value in writes:
+        partition = source.message.partition
+        batch = batches.get(partition)
+        if batch is None:
+            batch = batches[partition] = WriteBatch(raw_mode=True)  # as Faust opens the databases
+        batch.put(key, value)
+        key_index[key] = partition
+        out.append(Output(source, topic, key, value))
+    for partition, batch in batches.items():
+        store._db_for_partition(partition).write(batch)
+    return out
 
 
 def delete_value(table: faust.Table, source: Any, key: bytes) -> Output:
