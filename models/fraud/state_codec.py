@@ -39,6 +39,7 @@ WINDOW_FIELDS = ("times", "tokens", "amounts", "merchants", "devices", "countrie
 COLUMN_TYPES = {"times": "q", "tokens": "q", "amounts": "d", "merchants": "I", "devices": "I",
                 "countries": "I", "cities": "I", "recent_txns": "Q"}  # fmt: skip
 _LITTLE = sys.byteorder == "little"
+_FLOAT32 = np.dtype(np.float32)
 if any(array(code).itemsize != (4 if code == "I" else 8) for code in COLUMN_TYPES.values()):
     raise ImportError("this platform's array.array sizes do not match the PUS3 layout")  # pragma: no cover
 
@@ -58,71 +59,101 @@ def _le(column: array) -> bytes:
     return swapped.tobytes()  # pragma: no cover
 
 
-def _column(typecode: str, view: memoryview, at: int, count: int) -> tuple[array, int]:
-    """`count` values of `typecode` at byte offset `at` → (the column, the offset after it)."""
-    column = array(typecode)
-    end = at + count * column.itemsize
-    column.frombytes(view[at:end])
-    if not _LITTLE:
-        column.byteswap()  # pragma: no cover - big-endian hosts
-    return column, end
+_as_le = array.tobytes if _LITTLE else _le  # a column as its little-endian bytes (a C call, no frame)
+
+
+def _is_f4(values: np.ndarray) -> bool:
+    """Is a prediction vector already the layout's little-endian float32, contiguous?"""
+    return _LITTLE and values.dtype == _FLOAT32 and values.flags.c_contiguous
+
+
+def _f4(values: np.ndarray) -> bytes:
+    return np.ascontiguousarray(values, dtype="<f4").tobytes()
 
 
 def pack(state: Any) -> bytes:
-    """`state` (a `UserState`) → its PUS3 bytes."""
-    maps = [getattr(state, name) for name in COUNT_FIELDS]
-    w, nm, nr = len(state.times), len(state.merchant_stats), len(state.recent_txns)
-    la, pr, lp = state.log_amount, state.prob, state.log_prob
-    head = _HEAD.pack(state.n, state.last_time, la.n, pr.n, lp.n, w, nm, *map(len, maps), nr,
-                      la.mean, la.m2, pr.mean, pr.m2, lp.mean, lp.m2, *state.hour_counts)  # fmt: skip
+    """`state` (a `UserState`) → its PUS3 bytes. Spelled out field by field (no `getattr` loops or
+    generators: 7.9 → 5.4 µs a state, and a state is written for every scored event)."""
+    devices, countries, categories, channels = (state.devices_seen, state.countries_seen,
+                                                state.categories_seen, state.channels_seen)  # fmt: skip
     stats = state.merchant_stats
-    flat = chain(stats.keys(), chain.from_iterable(stats.values()),
-                 *(chain(m.keys(), m.values()) for m in maps))  # fmt: skip
+    w, nm, nr = len(state.times), len(stats), len(state.recent_txns)
+    n0, n1, n2, n3 = len(devices), len(countries), len(categories), len(channels)
+    la, pr, lp = state.log_amount, state.prob, state.log_prob
+    head = _HEAD.pack(state.n, state.last_time, la.n, pr.n, lp.n, w, nm, n0, n1, n2, n3, nr,
+                      la.mean, la.m2, pr.mean, pr.m2, lp.mean, lp.m2, *state.hour_counts)  # fmt: skip
+    maps = _maps(nm, n0, n1, n2, n3).pack(
+        *stats, *chain.from_iterable(stats.values()), *devices, *devices.values(), *countries,
+        *countries.values(), *categories, *categories.values(), *channels, *channels.values(),
+    )  # fmt: skip
     p = state.prediction
-    parts = [MAGIC, head, *(_le(getattr(state, name)) for name in WINDOW_FIELDS),
-             _maps(nm, *map(len, maps)).pack(*flat), _le(state.recent_txns),
-             _TAIL.pack(state.model_tag, p is not None)]  # fmt: skip
+    parts = [MAGIC, head, _as_le(state.times), _as_le(state.tokens), _as_le(state.amounts),
+             _as_le(state.merchants), _as_le(state.devices), _as_le(state.countries), _as_le(state.cities),
+             maps, _as_le(state.recent_txns), _TAIL.pack(state.model_tag, p is not None)]  # fmt: skip
     if p is not None:
-        hidden = np.ascontiguousarray(p.hidden, dtype="<f4")
-        sequence = np.ascontiguousarray(p.sequence, dtype="<f4")
+        hidden, sequence = p.hidden, p.sequence
         parts += [_PREDICTION_HEAD.pack(p.folded, p.tag, p.profile, p.lse, hidden.size, sequence.size),
-                  hidden.tobytes(), sequence.tobytes()]  # fmt: skip
+                  hidden.tobytes() if _is_f4(hidden) else _f4(hidden),
+                  sequence.tobytes() if _is_f4(sequence) else _f4(sequence)]  # fmt: skip
     return b"".join(parts)
 
 
 def unpack(state: Any, raw: bytes | bytearray | memoryview, prediction_type: type) -> Any:
     """Fill a bare `UserState` (`cls.__new__`: no field set yet) from PUS3 bytes (the magic already
     checked) and return it. Every field is assigned here: building the state through its constructor
-    first (eight default columns and maps, then `__post_init__`) cost as much as the decode itself."""
-    view = memoryview(raw)
-    head = _HEAD.unpack_from(view, 4)
+    first (eight default columns and maps, then `__post_init__`) cost as much as the decode itself.
+    Spelled out field by field, each column one `array(code, bytes)` call: 18.2 → 16.8 µs a state."""
+    if not isinstance(raw, bytes | bytearray):
+        raw = bytes(raw)
+    head = _HEAD.unpack_from(raw, 4)
     n, last_time, na, np_, nl, w, nm, c0, c1, c2, c3, nr = head[:12]
     state.n, state.last_time = n, last_time
     state.log_amount = Running(na, head[12], head[13])
     state.prob = Running(np_, head[14], head[15])
     state.log_prob = Running(nl, head[16], head[17])
     state.hour_counts = list(head[18:24])
-    at = 4 + _HEAD.size
-    for name in WINDOW_FIELDS:
-        column, at = _column(COLUMN_TYPES[name], view, at, w)
-        setattr(state, name, column)
+    w8, w4 = 8 * w, 4 * w
+    a = 4 + _HEAD.size
+    b = a + w8
+    state.times = array("q", raw[a:b])
+    a = b + w8
+    state.tokens = array("q", raw[b:a])
+    b = a + w8
+    state.amounts = array("d", raw[a:b])
+    a = b + w4
+    state.merchants = array("I", raw[b:a])
+    b = a + w4
+    state.devices = array("I", raw[a:b])
+    a = b + w4
+    state.countries = array("I", raw[b:a])
+    b = a + w4
+    state.cities = array("I", raw[a:b])
     maps_struct = _maps(nm, c0, c1, c2, c3)
-    body = maps_struct.unpack_from(view, at)
-    at += maps_struct.size
+    body = maps_struct.unpack_from(raw, b)
+    at = b + maps_struct.size
     keys, values = body[:nm], iter(body[nm : 3 * nm])
     state.merchant_stats = {k: [c, m] for k, c, m in zip(keys, values, values, strict=False)}
     i = 3 * nm
-    for name, c in zip(COUNT_FIELDS, (c0, c1, c2, c3), strict=True):
-        setattr(state, name, dict(zip(body[i : i + c], body[i + c : i + 2 * c], strict=True)))
-        i += 2 * c
-    state.recent_txns, at = _column("Q", view, at, nr)
-    state.model_tag, has_prediction = _TAIL.unpack_from(view, at)
+    j = i + 2 * c0
+    state.devices_seen = dict(zip(body[i : i + c0], body[i + c0 : j], strict=True))
+    i = j + 2 * c1
+    state.countries_seen = dict(zip(body[j : j + c1], body[j + c1 : i], strict=True))
+    j = i + 2 * c2
+    state.categories_seen = dict(zip(body[i : i + c2], body[i + c2 : j], strict=True))
+    i = j + 2 * c3
+    state.channels_seen = dict(zip(body[j : j + c3], body[j + c3 : i], strict=True))
+    end = at + 8 * nr
+    state.recent_txns = array("Q", raw[at:end])
+    if not _LITTLE:  # pragma: no cover - big-endian hosts
+        for name in (*WINDOW_FIELDS, "recent_txns"):
+            getattr(state, name).byteswap()
+    state.model_tag, has_prediction = _TAIL.unpack_from(raw, end)
     state.prediction = None
     if has_prediction:
-        at += _TAIL.size
-        folded, tag, profile, lse, d, s = _PREDICTION_HEAD.unpack_from(view, at)
+        at = end + _TAIL.size
+        folded, tag, profile, lse, d, s = _PREDICTION_HEAD.unpack_from(raw, at)
         at += _PREDICTION_HEAD.size
-        hidden = np.frombuffer(view, dtype="<f4", count=d, offset=at).astype(np.float32)
-        sequence = np.frombuffer(view, dtype="<f4", count=s, offset=at + 4 * d).astype(np.float32)
+        hidden = np.frombuffer(raw, dtype="<f4", count=d, offset=at).astype(np.float32)
+        sequence = np.frombuffer(raw, dtype="<f4", count=s, offset=at + 4 * d).astype(np.float32)
         state.prediction = prediction_type(folded, tag, profile, lse, hidden, sequence)
     return state
