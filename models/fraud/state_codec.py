@@ -59,17 +59,15 @@ def _le(column: array) -> bytes:
     return swapped.tobytes()  # pragma: no cover
 
 
-_WINDOW_LAYOUT = tuple((name, code, array(code).itemsize)
-                       for name, code in ((name, COLUMN_TYPES[name]) for name in WINDOW_FIELDS))  # fmt: skip
+_WINDOW_LAYOUT = tuple((name, code, 4 if code == "I" else 8)  # (field, array code, bytes a value)
+                       for name, code in COLUMN_TYPES.items() if name in WINDOW_FIELDS)  # fmt: skip
 _as_le = array.tobytes if _LITTLE else _le  # a column as its little-endian bytes (a C call, no frame)
 
 
-def _is_f4(values: np.ndarray) -> bool:
-    """Is a prediction vector already the layout's little-endian float32, contiguous?"""
-    return _LITTLE and values.dtype == _FLOAT32 and values.flags.c_contiguous
-
-
 def _f4(values: np.ndarray) -> bytes:
+    """A prediction vector as little-endian float32 bytes (no conversion when it already is that)."""
+    if _LITTLE and values.dtype == _FLOAT32 and values.flags.c_contiguous:
+        return values.tobytes()
     return np.ascontiguousarray(values, dtype="<f4").tobytes()
 
 
@@ -96,8 +94,7 @@ def pack(state: Any) -> bytes:
     if p is not None:
         hidden, sequence = p.hidden, p.sequence
         parts += [_PREDICTION_HEAD.pack(p.folded, p.tag, p.profile, p.lse, hidden.size, sequence.size),
-                  hidden.tobytes() if _is_f4(hidden) else _f4(hidden),
-                  sequence.tobytes() if _is_f4(sequence) else _f4(sequence)]  # fmt: skip
+                  _f4(hidden), _f4(sequence)]  # fmt: skip
     return b"".join(parts)
 
 

@@ -16,7 +16,7 @@ Two ways to get there, one setting (`PANTHER_INGEST`):
 - `channel_batches` (`direct`, the default) takes the batch off the agent's channel queue itself,
   in bulk. Faust's stream iterator (`faust/streams.py` `_py_aiter`) spends per event an
   `asyncio.sleep(0)` (a whole event-loop turn), four sensor calls, a tracing context per processor
-  and our buffering processor: ~7 % of the worker's GIL time at full speed (py-spy, docs/BENCHMARKS.md,
+  and our buffering processor: ~5 % of the worker's GIL time at full speed (py-spy, docs/BENCHMARKS.md,
   issue 14). What the stream does that matters is done here too, per event and in the same order:
   an event fetched while flow is suspended or in an older consumer generation is skipped and
   released (as the stream skips it; `sequence.py` reads the partition again), every other one is

@@ -11,7 +11,7 @@ from stream.events import UserProfile
 from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import dead_letter_outputs, decode_events
-from stream.worker.tables import write_value
+from stream.worker.tables import write_values
 from stream.worker.transactions import Output
 
 
@@ -35,10 +35,10 @@ class ProfileAgent(BatchAgent):
         async def write() -> list[Output]:
             table = self.tables.user_embeddings
             version = self.engine.live.model_version
-            return [write_value(table, event, user_id.encode(),
-                                CachedProfile(row, embedding, version, stamp).to_bytes())
-                    for (user_id, (event, _)), row, embedding in zip(latest.items(), ids, embeddings,
-                                                                     strict=True)]  # fmt: skip
+            return write_values(table, [(event, user_id.encode(), CachedProfile(row, embedding, version,
+                                                                                stamp).to_bytes())
+                                        for (user_id, (event, _)), row, embedding in zip(
+                                            latest.items(), ids, embeddings, strict=True)])  # fmt: skip
 
         dead = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
         await self.committer.commit_batch(events, write, dead, self.generation)

@@ -64,7 +64,8 @@ def read_value(table: faust.Table, source: Any, key: bytes) -> bytes | None:
 
 
 def write_value(table: faust.Table, source: Any, key: bytes, value: bytes) -> Output:
-    """Write `key` → `value` to the database of `source`'s partition; → its changelog record, to send."""
+    """Write `key` → `value` to the database of `source`'s partition; → its changelog record, to send.
+    One put per key: the reference `write_values` is tested against."""
     store = table.data
     partition = source.message.partition
     store._db_for_partition(partition).put(key, value)
