@@ -38,7 +38,8 @@ class ProfileAgent(BatchAgent):
             return write_values(table, [(event, user_id.encode(), CachedProfile(row, embedding, version,
                                                                                 stamp).to_bytes())
                                         for (user_id, (event, _)), row, embedding in zip(
-                                            latest.items(), ids, embeddings, strict=True)])  # fmt: skip
+                                            latest.items(), ids, embeddings, strict=True)],
+                                wal=self.tables.wal)  # fmt: skip
 
         dead = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
         await self.committer.commit_batch(events, write, dead, self.generation)

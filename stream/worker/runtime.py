@@ -152,7 +152,8 @@ def build_worker(settings: Settings) -> Worker:
     app = create_app(settings)
     channels = declare_channels(app, settings)
     tables = declare_tables(app, settings.partitions,
-                            rocksdb_options(settings.state_write_buffer_mb, settings.state_block_cache_mb))
+                            rocksdb_options(settings.state_write_buffer_mb, settings.state_block_cache_mb),
+                            wal=not settings.exactly_once)  # fmt: skip
     metrics = WorkerMetrics()
 
     def observe(phase: str, seconds: float) -> None:

@@ -109,14 +109,15 @@ class ScoringAgent(BatchAgent):
         lap("outputs")
 
         async def write() -> list[Output]:
-            windows, embeddings = self.tables.user_windows, self.tables.user_embeddings
+            windows, embeddings, wal = self.tables.user_windows, self.tables.user_embeddings, self.tables.wal
             changelog = write_values(embeddings, [(source[user_id], user_id.encode(), cached.to_bytes())
-                                                  for user_id, cached in refreshed.items()])  # fmt: skip
+                                                  for user_id, cached in refreshed.items()],
+                                     wal=wal)  # fmt: skip
             changelog += write_values(windows, [
                 *((source[user_id], user_id.encode(), state.to_bytes()) for user_id, state in states.items()
                   if isinstance(state, UserState)),  # bytes: only duplicates of the user
                 *((event, user_id.encode(), raw) for user_id, event, raw in behind if user_id not in source),
-            ])  # fmt: skip
+            ], wal=wal)  # fmt: skip
             busy = {user_id.encode() for user_id in source} | {user_id.encode() for user_id, _, _ in behind}
             partitions = {event.message.partition: event for event in events}.values()
             deleted = self.sweep.deleted
