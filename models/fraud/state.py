@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from models.fraud.running import Running
-from models.fraud.state_codec import COLUMN_TYPES, WINDOW_FIELDS, pack, unpack
+from models.fraud.state_codec import COLUMN_TYPES, WINDOW_FIELDS, pack, unpack, with_prediction
 from models.fraud.txn import TxnView
 
 HOUR_MS = 3_600_000
@@ -266,6 +266,11 @@ class UserState:
         """Compact binary form (PUS3): one `struct.pack` (`state_codec.pack`), byte for byte what
         `to_bytes_reference` writes — 5–10x faster, and on the worker's path twice per event."""
         return pack(self)
+
+    def to_bytes_after_refresh(self, before: bytes) -> bytes:
+        """`to_bytes`, given `before`: this state's bytes before a refresh changed its prediction (and
+        model tag) and nothing else. Only the tail is rewritten (`state_codec.with_prediction`)."""
+        return with_prediction(before, self.model_tag, self.prediction)
 
     def to_bytes_reference(self) -> bytes:
         """Compact binary form (≈ 3.5 KB for a full 100-event window with few merchants, 5.4 KB with 30:

@@ -41,6 +41,7 @@ class Pending:
     source: Any  # an event of the user: its partition is where the state is written
     state: UserState | bytes  # the state to refresh (UserState), or refreshed and ready (bytes)
     profile: CachedProfile | None
+    written: bytes | None = None  # the state's bytes as its batch wrote them: the refresh splices its tail
 
 
 class StateRefresher:
@@ -125,7 +126,10 @@ class StateRefresher:
                 self.on_refreshed(rows, time.perf_counter() - started)
             for user, entry in running.items():
                 if user not in self._superseded:
-                    self.ready[user] = Pending(entry.source, entry.state.to_bytes(), entry.profile)  # type: ignore[union-attr]
+                    state: UserState = entry.state  # type: ignore[assignment]
+                    before = entry.written
+                    raw = state.to_bytes() if before is None else state.to_bytes_after_refresh(before)
+                    self.ready[user] = Pending(entry.source, raw, entry.profile)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next batch that sees these users encodes them: nothing is lost
@@ -142,8 +146,10 @@ class StateRefresher:
 
 
 def stale_states(engine: ScoringEngine, states: dict[str, Any], profiles: dict[str, CachedProfile | None],
-                 sources: dict[str, Any]) -> dict[str, Pending]:  # fmt: skip
-    """The batch's written users whose cache is not valid for their next event."""
+                 sources: dict[str, Any],
+                 written: dict[str, bytes] | None = None) -> dict[str, Pending]:  # fmt: skip
+    """The batch's written users whose cache is not valid for their next event (`written`: the bytes
+    the batch wrote for them, which the refresh then only re-tails)."""
     tags = engine.live.tags
     out: dict[str, Pending] = {}
     for user, state in states.items():
@@ -152,5 +158,5 @@ def stale_states(engine: ScoringEngine, states: dict[str, Any], profiles: dict[s
         cached = profiles.get(user)
         ids = cached.profile_ids if cached is not None else engine.live.unknown_profile()
         if state.valid_prediction(tags.prediction, profile_tag(np.asarray(ids))) is None:
-            out[user] = Pending(sources[user], state, cached)
+            out[user] = Pending(sources[user], state, cached, None if written is None else written.get(user))
     return out

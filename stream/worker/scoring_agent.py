@@ -108,14 +108,17 @@ class ScoringAgent(BatchAgent):
         outputs += self._outputs(decoded.valid, outcomes)
         lap("outputs")
 
+        packed: dict[str, bytes] = {}  # the states as written: the refresh behind splices their tails
+
         async def write() -> list[Output]:
             windows, embeddings, wal = self.tables.user_windows, self.tables.user_embeddings, self.tables.wal
             changelog = write_values(embeddings, [(source[user_id], user_id.encode(), cached.to_bytes())
                                                   for user_id, cached in refreshed.items()],
                                      wal=wal)  # fmt: skip
+            packed.update((user_id, state.to_bytes()) for user_id, state in states.items()
+                          if isinstance(state, UserState))  # bytes: only duplicates of the user  # fmt: skip
             changelog += write_values(windows, [
-                *((source[user_id], user_id.encode(), state.to_bytes()) for user_id, state in states.items()
-                  if isinstance(state, UserState)),  # bytes: only duplicates of the user
+                *((source[user_id], user_id.encode(), raw) for user_id, raw in packed.items()),
                 *((event, user_id.encode(), raw) for user_id, event, raw in behind if user_id not in source),
             ], wal=wal)  # fmt: skip
             busy = {user_id.encode() for user_id in source} | {user_id.encode() for user_id, _, _ in behind}
@@ -129,7 +132,7 @@ class ScoringAgent(BatchAgent):
             """Serialized and sent: the refresh may now run beside the commit's round trips."""
             written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
             self.refresher.written(written)
-            stale = stale_states(self.engine, {u: states[u] for u in written}, profiles, source)
+            stale = stale_states(self.engine, {u: states[u] for u in written}, profiles, source, packed)
             self.refresher.submit(stale)
 
         started = time.perf_counter()

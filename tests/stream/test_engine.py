@@ -172,6 +172,33 @@ async def test_a_newer_write_supersedes_a_running_refresh_and_failures_are_dropp
     await refresher.close()
 
 
+async def test_a_refreshed_state_is_its_written_bytes_with_the_new_tail() -> None:
+    """The refresh behind re-tails the bytes its batch wrote (`Pending.written`) instead of packing the
+    state again: what becomes ready is byte for byte the refreshed state's `to_bytes`."""
+    from models.fraud.state import Prediction, UserState, update
+    from models.fraud.txn import TxnView
+
+    class Predicting(FakeEngine):
+        async def refresh(self, states: dict[str, Any], profiles: dict[str, Any]) -> int:
+            for state in states.values():
+                state.prediction = Prediction(state.n, 5, 6, -1.5, np.arange(4, dtype=np.float32),
+                                              np.ones(2, dtype=np.float32))  # fmt: skip
+            return len(states)
+
+    states = {}
+    for user, count in (("a", 3), ("b", 0)):
+        state = states[user] = UserState()
+        for i in range(count):
+            update(state, TxnView(1_000 * i, 10.0 + i, 5, 11, 12, 13, 14, 15, 16, 0, 100 + i), p=0.5)
+    written = {user: state.to_bytes() for user, state in states.items()}
+    refresher = StateRefresher(Predicting(), backlog_max=100, batch_max=10, owned=lambda s: True)  # type: ignore[arg-type]
+    refresher.submit({u: Pending(SimpleNamespace(tp="p0"), s, None, written[u]) for u, s in states.items()})
+    await refresher.settle({"a", "b"})
+    assert refresher.take_ready({"a", "b"}) == {u: s.to_bytes() for u, s in states.items()}
+    assert all(s.prediction is not None for s in states.values())
+    await refresher.close()
+
+
 def test_scores_carry_the_readable_deviation(tiny_model: tuple[Path, Path]) -> None:
     from stream.engine import ScoringEngine
     from stream.live_model import LiveModel

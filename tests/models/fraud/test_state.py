@@ -302,3 +302,27 @@ def test_copy_equals_a_deep_copy_and_shares_nothing_an_update_changes() -> None:
     fast.hour_counts[0] += 5
     fast.prediction.hidden[:] = -1.0
     assert state.to_bytes() == before and state == reference
+
+
+def test_splicing_a_new_prediction_into_the_bytes_equals_packing_the_state_again() -> None:
+    """`with_prediction` (the refresh's tail splice) = `pack` of the state with the new model tag and
+    prediction: from no prediction, over an old one, and back to none; every window and map shape."""
+    from models.fraud.state_codec import with_prediction
+
+    rng = np.random.default_rng(11)
+    config = StateConfig(window=20, max_merchants=6, max_devices=3, max_recent_txns=9)
+    for trial in range(40):
+        state = UserState()
+        for i in range(int(rng.integers(0, 60))):
+            event = txn(1_000 * i, amount=float(rng.lognormal(2, 1)), token=int(rng.integers(1, 900)),
+                        merchant=f"m{rng.integers(10)}", device=f"d{i % 5}", country=f"c{rng.integers(4)}")
+            update(state, event, p=float(rng.random()), config=config)
+        if trial % 3 == 1:
+            state.prediction = Prediction(state.n, tag64("old"), 7, -1.0, np.ones(8, np.float32),
+                                          np.ones(2, np.float32))  # fmt: skip
+        raw = state.to_bytes()
+        for new in (Prediction(state.n, tag64("m", str(trial)), trial, -float(trial),
+                               rng.standard_normal(8).astype(np.float32),
+                               rng.standard_normal(trial % 3).astype(np.float32)), None):  # fmt: skip
+            state.model_tag, state.prediction = tag64(f"m{trial}"), new
+            assert with_prediction(raw, state.model_tag, new) == state.to_bytes()
