@@ -2,8 +2,9 @@
 
 Scores the demo bench data (`panther bench stream`'s model, trained once under $PANTHER_HOME) through
 the engine, so the states have the windows, merchant maps and cached predictions the worker writes;
-then times `UserState.to_bytes` / `from_bytes` over all of them (best of `--rounds`). Prints one JSON
-object with `--json`.
+then times `UserState.to_bytes` / `from_bytes` over all of them (best of `--rounds`), and the refresh's
+re-tail (`to_bytes_after_refresh`: the bytes the batch wrote, with the new prediction spliced in)
+against packing the whole state again. Prints one JSON object with `--json`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def real_states(events: int) -> list[UserState]:
     return asyncio.run(run())
 
 
+def retail(pair: tuple[UserState, bytes]) -> bytes:
+    state, written = pair
+    return state.to_bytes_after_refresh(written)
+
+
 def best_us(fn: object, items: list, rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -72,6 +78,7 @@ def main(events: int, rounds: int, as_json: bool) -> None:
         "mean_bytes": round(sum(map(len, raws)) / len(raws), 1),
         "pack_us": best_us(UserState.to_bytes, states, rounds),
         "unpack_us": best_us(UserState.from_bytes, raws, rounds),
+        "retail_us": best_us(retail, list(zip(states, raws, strict=True)), rounds),
     }
     if as_json:
         print(json.dumps(result))
