@@ -193,6 +193,7 @@ def consume_arrived(consumer: Any, max_messages: int, timeout_s: float) -> list[
 # ------------------------------------------------------------------------------------------ inputs
 SIZES = ("demo", "panther")
 WARMUP_EVENTS = 3000
+BROKER_WARMUP_S = 20.0  # paced traffic before a fresh broker's first measured run (its JIT: BENCHMARKS)
 
 
 def default_model(home: Path, size: str = "demo") -> tuple[Path, Path]:
@@ -207,17 +208,22 @@ def default_model(home: Path, size: str = "demo") -> tuple[Path, Path]:
     return root / "model", root / "data"
 
 
-def make_runs(path: Path, events: int, runs: int) -> list[list[Transaction]]:
-    """`runs` lists of `events` new transactions each: passes of `path` with fresh txn ids and times."""
+def make_runs(path: Path, events: int, runs: int, first: int | None = None) -> list[list[Transaction]]:
+    """`runs` lists of `events` new transactions each (the first of `first`, when given): passes of
+    `path` with fresh txn ids, each list later in event time than the one before."""
     base = [t for chunk in read_events(path, Transaction) for t in chunk]
     if not base:
         raise PantherError(f"{path} has no transactions")
     plan = plan_passes(base[0].timestamp, max(t.timestamp for t in base), datetime.now(UTC))
-    per_run = -(-events // len(base))
-    out = []
-    for r in range(runs):
-        txns = [plan.apply(t, r * per_run + k) for k in range(per_run) for t in base]
-        out.append(txns[:events])
+    sizes = [events] * runs
+    if first is not None and runs:
+        sizes[0] = first
+    out, passes = [], 0
+    for size in sizes:
+        per_run = -(-size // len(base))
+        txns = [plan.apply(t, passes + k) for k in range(per_run) for t in base]
+        out.append(txns[:size])
+        passes += per_run
     return out
 
 
@@ -391,15 +397,17 @@ class Stack:
     root: Path
     pids: dict[str, int]
     say: Any
+    broker_warm: bool = False  # a paced warm-up has run on this broker (its JIT is past the worst)
 
 
 def run_stack(stack: Stack, size: str, model_dir: Path, data_dir: Path, triton: dict[str, int],
               scorer: str, delivery: str, processes: int, runs: list[tuple[float | None, list[Transaction]]],
-              warmup: list[Transaction], timeout_s: float,
-              reference: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+              warmup: list[Transaction], timeout_s: float, reference: dict[str, Any],
+              paced: tuple[float, list[Transaction]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One worker configuration on fresh topics and a fresh group: `warmup` at full speed (unmeasured:
-    a fresh broker's JIT, the worker's first batches and its users' first states), then every rate of
-    `runs` in turn."""
+    the worker's first batches and its users' first states), then `paced` events at its rate
+    (unmeasured: a fresh broker's JIT compiles for ~20 s of traffic, and at 1,000 events/s took half a
+    core from the measured runs, docs/BENCHMARKS.md), then every rate of `runs` in turn."""
     tag = uuid.uuid4().hex[:6]
     settings = stack.base.model_copy(update={
         "kafka_bootstrap": stack.bootstrap, "model_dir": model_dir, "scorer": scorer,
@@ -430,6 +438,12 @@ def run_stack(stack: Stack, size: str, model_dir: Path, data_dir: Path, triton: 
         cleanup.callback(watcher.stopping.set)
         stack.say(f"{size} · {delivery} · {processes} process(es): warm-up, {len(warmup)} events")
         one_run(settings, watcher, warmup, None, pids, timeout_s, worker)  # JVM JIT, torch, users' states
+        if paced is not None and paced[1]:
+            rate, txns = paced
+            stack.say(f"{size} · {delivery} · {processes} process(es): broker warm-up, {len(txns)} events "
+                      f"at {rate:g}/s")  # fmt: skip
+            one_run(settings, watcher, txns, rate, pids, timeout_s, worker)
+        stack.broker_warm = True
         results = []
         for rate, txns in runs:
             stack.say(f"{size} · {delivery} · {processes} process(es): {len(txns)} events at "
@@ -457,7 +471,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                      timeout_s: float = 300.0, say: Any = print, *,
                      deliveries: tuple[str, ...] = ("exactly_once", "at_least_once"),
                      sizes: tuple[str, ...] = ("demo",), processes: tuple[int, ...] = (1,),
-                     ) -> dict[str, Any]:  # fmt: skip
+                     warmup_s: float = BROKER_WARMUP_S) -> dict[str, Any]:  # fmt: skip
     base = Settings()
     if model_dir is not None and data_dir is None:
         raise PantherError("--data is needed with --model (a directory with live.parquet or "
@@ -510,7 +524,10 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
 
                 configs = [(p, d) for p in processes for d in deliveries]
                 per_config = len(rates) + 1  # + the warm-up
-                all_runs = make_runs(live, events, per_config * len(configs) + 1)
+                paced_rate = min((r for r in rates if r is not None), default=1000.0)
+                paced_events = 0 if stack.broker_warm else round(paced_rate * warmup_s)
+                first = WARMUP_EVENTS + paced_events if paced_events else None
+                all_runs = make_runs(live, events, per_config * len(configs) + 1, first=first)
                 say(f"{size}: scorer and engine alone ({scorer} scorer, {min(events, 5000)} events, "
                     f"batch {base.batch_max})")  # fmt: skip
                 reference = standalone(model, data / "profiles.parquet", all_runs[-1][:5000], base.batch_max,
@@ -520,9 +537,10 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                 for k, (count, delivery) in enumerate(configs):
                     warmup, *measured = all_runs[k * per_config : (k + 1) * per_config]
                     runs = list(zip(rates, measured, strict=True))
+                    paced = (paced_rate, warmup[WARMUP_EVENTS:]) if k == 0 and paced_events else None
                     try:
                         results += run_stack(stack, size, model, data, triton, scorer, delivery, count, runs,
-                                             warmup[:WARMUP_EVENTS], timeout_s, reference)  # fmt: skip
+                                             warmup[:WARMUP_EVENTS], timeout_s, reference, paced)  # fmt: skip
                     except PantherError as exc:  # one configuration failing does not void the others
                         say(f"{size} · {delivery} · {count} process(es) failed: {exc}")
                         failures.append({"size": size, "delivery": delivery, "processes": count,
@@ -542,6 +560,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
             "scorer": scorer,
             "batch_max": base.batch_max,
             "batch_within_s": base.batch_within_s,
+            "broker_warmup_s": warmup_s,
             "partitions": base.partitions,
             "standalone": standalone_by_size,
             "runs": results,

@@ -49,6 +49,11 @@ def test_each_run_gets_new_transactions(tmp_path: Path) -> None:
     ids = [t.txn_id for run in runs for t in run]
     assert len(set(ids)) == len(ids), "a replayed txn id would be skipped as a duplicate"
     assert all(t.timestamp > start for run in runs for t in run)
+    longer = make_runs(tmp_path / "live.parquet", events=5, runs=3, first=8)  # a paced warm-up first
+    assert [len(run) for run in longer] == [8, 5, 5]
+    ids = [t.txn_id for run in longer for t in run]
+    assert len(set(ids)) == len(ids)
+    assert max(t.timestamp for t in longer[0]) < min(t.timestamp for t in longer[1]), "warm-up first in time"
 
 
 def test_choices_are_checked_with_one_clear_line() -> None:
