@@ -19,9 +19,10 @@ import base64
 import json
 import math
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from stream.scoring import (
 )
 
 TOP_REASONS = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,10 @@ class ScoringEngine:
         *,
         reference: bool = False,
         retention_ms: int | None = None,
+        inline_max: int = 0,
     ) -> None:
         self.live = live
+        self.inline_max = inline_max  # batches up to this many rows run on the loop's thread (`_call`)
         self.retention_ms = retention_ms  # a state idle longer than this (event time) is forgotten
         self.scorer = scorer
         self.threshold = threshold
@@ -219,9 +223,8 @@ class ScoringEngine:
                 continue
             refresh_fn, _ = cached_calls(scorer, asyncio.get_running_loop())
             try:
-                return await asyncio.to_thread(
-                    refresh_states, refresh_fn, self.max_len, states, ids, self.live.tags
-                )
+                return await self._call(scorer, len(states), refresh_states, refresh_fn, self.max_len, states,
+                                        ids, self.live.tags)  # fmt: skip
             except ScorerUnavailable:
                 if scorer is self.fallback or self.fallback is None:
                     raise
@@ -250,12 +253,24 @@ class ScoringEngine:
             return results, scratch
         refresh_fn, head_fn = cached_calls(scorer, loop)
         live = self.live
-        batch = await asyncio.to_thread(
-            score_cached, refresh_fn, head_fn, live.next_token, live.features, self.max_len, scratch, events,
-            live.tags, sequence_dim=scorer.sequence_dim, reason_threshold=self.threshold, stale_ok=stale_ok,
+        batch = await self._call(
+            scorer, len(events), score_cached, refresh_fn, head_fn, live.next_token, live.features,
+            self.max_len, scratch, events, live.tags, sequence_dim=scorer.sequence_dim,
+            reason_threshold=self.threshold, stale_ok=stale_ok,
         )  # fmt: skip
         self.encoder_rows += batch.encoder_rows
         return batch.results, scratch
+
+    async def _call(self, scorer: Scorer, rows: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn` on a worker thread, or right here on the loop's thread when the batch has at most
+        `inline_max` rows and the scorer runs in this process. The hop to a thread and back cost
+        0.2–1 ms a call at 10 events alone (`python bench/engine_hop.py`), and in the worker a
+        small batch's `score` went from 5.5–9.7 to 1.7–5.1 ms (docs/BENCHMARKS.md); a large one
+        still goes to a thread, so the loop keeps serving the commit's round trips meanwhile. A
+        Triton scorer's calls block on this loop (`blocking_call`): always a thread."""
+        if rows <= self.inline_max and in_process(scorer):
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def _outcome(self, txn: Transaction, result: LiveResult, degraded: bool, now: datetime) -> Outcome:
         if result.duplicate:
@@ -302,6 +317,11 @@ class ScoringEngine:
             for i in order
             if contributions[i] > 0
         ]
+
+
+def in_process(scorer: Scorer) -> bool:
+    """Does `scorer` answer on the calling thread (`refresh_sync` / `score_state_sync`)?"""
+    return all(getattr(scorer, name, None) is not None for name in ("refresh_sync", "score_state_sync"))
 
 
 def cached_calls(scorer: Scorer, loop: asyncio.AbstractEventLoop) -> tuple[CallFn, CallFn]:

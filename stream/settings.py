@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # Natural batching (stream/worker/batches.py): a batch is whatever arrived while the previous one
     # was processed (≤ batch_max); only an idle worker waits, at most batch_within_s after a first event.
     batch_within_s: float = Field(default=0.005, ge=0)
+    # Batches of at most this many events are scored and refreshed on the event loop's own thread
+    # (in-process scorer only): the hop to a worker thread and back cost 0.2-1 ms a call at 10 events
+    # (stream/engine.py `_call`); larger ones go to a thread, so the loop serves the commit meanwhile.
+    inline_batch_max: int = Field(default=32, ge=0)
     # Python's GIL switch interval in the worker (sys.setswitchinterval): Faust's consumer thread needs
     # many short turns; Python's 5 ms default starved it (stream/worker/runtime.py).
     gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.1)

@@ -242,6 +242,61 @@ def test_refresh_leaves_states_still_in_bytes_alone(tiny_model: tuple[Path, Path
     assert untouched == 0 and refreshed == 0  # the batch's own catch-up already made every cache valid
 
 
+def test_small_batches_on_the_loop_thread_score_as_on_a_worker_thread(tiny_model: tuple[Path, Path]) -> None:
+    """`inline_max` (`PANTHER_INLINE_BATCH_MAX`) moves small batches and refreshes off the thread hop;
+    the scores, reasons and states are the same as through `asyncio.to_thread`, and a scorer without
+    sync calls (Triton's block on the loop) never runs inline."""
+    import threading
+
+    import models.fraud.cached_scoring as cached_scoring
+    from stream.engine import ScoringEngine, in_process
+    from stream.live_model import LiveModel
+    from stream.scoring import InProcessScorer
+
+    model, data = tiny_model
+    txns = transactions(data, 120)
+    scorer = InProcessScorer.from_artifact(model, threads=1)
+    live = LiveModel.from_artifact_dir(model)
+    threads: dict[int, set[str]] = {0: set(), 64: set()}
+    original = cached_scoring.refresh_states
+
+    def run(inline_max: int) -> tuple[list[Any], dict[str, bytes]]:
+        engine = ScoringEngine(live, scorer, 0.0, inline_max=inline_max)
+
+        async def go() -> tuple[list[Any], dict[str, bytes]]:
+            states: dict[str, Any] = {}
+            out = []
+            for i in range(0, len(txns), 10):
+                chunk = txns[i : i + 10]
+                out += await engine.score(chunk, states, {})
+                await engine.refresh({t.user_id: states[t.user_id] for t in chunk}, {})
+            return out, {user: state.to_bytes() for user, state in states.items()}
+
+        return asyncio.run(go())
+
+    def spy(*args: Any, **kwargs: Any) -> int:
+        threads[spying].add(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    import stream.engine as engine_module
+
+    engine_module.refresh_states = spy  # type: ignore[assignment]
+    try:
+        spying = 0
+        threaded, threaded_states = run(0)
+        spying = 64
+        inline, inline_states = run(64)
+    finally:
+        engine_module.refresh_states = original  # type: ignore[assignment]
+    assert [o.score.model_dump(exclude={"processed_at"}) for o in inline] == [
+        o.score.model_dump(exclude={"processed_at"}) for o in threaded
+    ]
+    assert [o.alert.reasons for o in inline] == [o.alert.reasons for o in threaded]
+    assert inline_states == threaded_states
+    assert threads[64] == {"MainThread"} and "MainThread" not in threads[0]
+    assert in_process(scorer) and not in_process(SimpleNamespace(refresh=None, score_state=None))
+
+
 def test_a_user_idle_past_the_retention_starts_afresh(tiny_model: tuple[Path, Path]) -> None:
     """Issue 15 (state retention): the rule reads only the user's event times, so live and backtest agree."""
     from collections import Counter
