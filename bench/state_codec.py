@@ -10,14 +10,13 @@ against packing the whole state again. Prints one JSON object with `--json`.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 
 import click
 
 from models.fraud.state import UserState
 from stream.bench_stream import default_model
+from stream.cli import emit
 from stream.engine import CachedProfile, ScoringEngine
 from stream.events import Transaction, UserProfile
 from stream.files import read_events
@@ -80,10 +79,7 @@ def main(events: int, rounds: int, as_json: bool) -> None:
         "unpack_us": best_us(UserState.from_bytes, raws, rounds),
         "retail_us": best_us(retail, list(zip(states, raws, strict=True)), rounds),
     }
-    if as_json:
-        print(json.dumps(result))
-    else:
-        print(", ".join(f"{k} {v}" for k, v in result.items()), file=sys.stderr)
+    emit(result, as_json)
 
 
 if __name__ == "__main__":
