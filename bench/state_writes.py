@@ -12,7 +12,6 @@ default options; ~2 KB random values (a live state's mean size); batches of 20 (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from faust.stores.rocksdb import RocksDBOptions
 from rocksdict import WriteBatch
 
+from stream.cli import emit
 from stream.settings import Settings
 from stream.worker.tables import NO_WAL, rocksdb_options
 
@@ -54,11 +54,7 @@ def main() -> None:
             result[f"batch_{size}"] = {f"{v}_us_per_key": round(1e6 * statistics.median(s), 2)
                                        for v, s in times.items()}  # fmt: skip
         del dbs
-    if args.json:
-        print(json.dumps({"value_bytes": VALUE_BYTES, "batches": args.batches, **result}))
-    else:
-        for name, row in result.items():
-            print(name, row)
+    emit({"value_bytes": VALUE_BYTES, "batches": args.batches, **result}, args.json)
 
 
 if __name__ == "__main__":

@@ -88,21 +88,26 @@ def pack(state: Any) -> bytes:
         *stats, *chain.from_iterable(stats.values()), *devices, *devices.values(), *countries,
         *countries.values(), *categories, *categories.values(), *channels, *channels.values(),
     )  # fmt: skip
-    p = state.prediction
-    parts = [MAGIC, head, _as_le(state.times), _as_le(state.tokens), _as_le(state.amounts),
-             _as_le(state.merchants), _as_le(state.devices), _as_le(state.countries), _as_le(state.cities),
-             maps, _as_le(state.recent_txns), _TAIL.pack(state.model_tag, p is not None)]  # fmt: skip
-    if p is not None:
-        hidden, sequence = p.hidden, p.sequence
-        parts += [_PREDICTION_HEAD.pack(p.folded, p.tag, p.profile, p.lse, hidden.size, sequence.size),
-                  _f4(hidden), _f4(sequence)]  # fmt: skip
-    return b"".join(parts)
+    return b"".join([MAGIC, head, _as_le(state.times), _as_le(state.tokens), _as_le(state.amounts),
+                     _as_le(state.merchants), _as_le(state.devices), _as_le(state.countries),
+                     _as_le(state.cities), maps, _as_le(state.recent_txns),
+                     *_tail(state.model_tag, state.prediction)])  # fmt: skip
+
+
+def _tail(model_tag: int, p: Any) -> list[bytes]:
+    """The layout's last section: model tag, has-prediction, and the prediction when there is one."""
+    if p is None:
+        return [_TAIL.pack(model_tag, False)]
+    hidden, sequence = p.hidden, p.sequence
+    return [_TAIL.pack(model_tag, True),
+            _PREDICTION_HEAD.pack(p.folded, p.tag, p.profile, p.lse, hidden.size, sequence.size),
+            _f4(hidden), _f4(sequence)]  # fmt: skip
 
 
 def _prediction_at(raw: bytes) -> int:
-    """Where the model tag (and after it the prediction) starts: the sections' lengths are in the header."""
+    """Where the tail starts: the sections' lengths are in the header, the maps' size in `_maps`."""
     w, nm, c0, c1, c2, c3, nr = _HEAD.unpack_from(raw, 4)[5:12]
-    return 4 + _HEAD.size + _WINDOW_ROW * w + 20 * nm + 12 * (c0 + c1 + c2 + c3) + 8 * nr
+    return 4 + _HEAD.size + _WINDOW_ROW * w + _maps(nm, c0, c1, c2, c3).size + 8 * nr
 
 
 def with_prediction(raw: bytes, model_tag: int, prediction: Any) -> bytes:
@@ -110,14 +115,7 @@ def with_prediction(raw: bytes, model_tag: int, prediction: Any) -> bytes:
     state with those two set (tested). The refresh changes nothing else, and the worker writes each
     refreshed state right after packing it without one: splicing the tail costs ~1 µs where packing
     the whole state again was ~4.5 % of the worker's GIL samples at full speed (issue 14)."""
-    at = _prediction_at(raw)
-    parts = [raw[:at], _TAIL.pack(model_tag, prediction is not None)]
-    if prediction is not None:
-        p = prediction
-        hidden, sequence = p.hidden, p.sequence
-        parts += [_PREDICTION_HEAD.pack(p.folded, p.tag, p.profile, p.lse, hidden.size, sequence.size),
-                  _f4(hidden), _f4(sequence)]  # fmt: skip
-    return b"".join(parts)
+    return b"".join([raw[: _prediction_at(raw)], *_tail(model_tag, prediction)])
 
 
 def unpack(state: Any, raw: bytes | bytearray | memoryview, prediction_type: type) -> Any:
