@@ -89,7 +89,7 @@ def run_fraud_bench(
             train_fraction=train_fraction, seed=seed, ablations=False, progress=progress,
             **(pretrain_overrides or {})))
     loaded: Loaded = load_inputs(model_dir, transactions_path, profiles_path)
-    cut_rows = _train_rows(loaded, train_fraction)
+    cut_rows = train_rows(loaded, train_fraction)
     schema = FeatureSchema.fit(loaded.frame[cut_rows])
     deviation = DeviationConfig()
     _log("building inputs (PANTHER pass + state replay)", progress)
@@ -187,7 +187,7 @@ def _labels(data: FraudData) -> np.ndarray:
     return data.labels
 
 
-def _train_rows(loaded: Loaded, train_fraction: float) -> np.ndarray:
+def train_rows(loaded: Loaded, train_fraction: float) -> np.ndarray:
     from models.sequences import to_epoch_ms
 
     times = to_epoch_ms(loaded.frame["timestamp"])

@@ -122,3 +122,41 @@ def per_scenario_recall(
             row[f"recall@{_k_name(k)}"] = caught / row["fraud"]
         out[name] = row
     return out
+
+
+def paired_at_budget(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray,
+                     k_percent: float) -> dict[str, float]:
+    """Model a against model b on the same frauds at one alert budget: how many frauds only a catches,
+    only b catches, and the exact two-sided sign-test p-value of that split (McNemar's exact test).
+
+    Why: with a few hundred test frauds a one-fraud difference in recall is 0.3 points, and a
+    per-scenario row of 25 frauds moves 4 points per fraud; the split of the discordant frauds says
+    whether "ahead" is more than chance. Ties at the cut count as caught (a tie-break would be chance).
+
+    >>> a, b = np.array([0.9, 0.8, 0.1, 0.2]), np.array([0.1, 0.8, 0.9, 0.2])
+    >>> paired_at_budget(a, b, np.array([1, 1, 0, 0]), 50)
+    {'only_a': 1, 'only_b': 0, 'p_value': 1.0}
+    """
+    labels = np.asarray(labels).astype(bool)
+    alerts = alert_count(len(labels), k_percent)
+
+    def caught(scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        return labels & (scores >= threshold_for_rate(scores, k_percent)) if alerts else labels & False
+
+    in_a, in_b = caught(scores_a), caught(scores_b)
+    only_a, only_b = int((in_a & ~in_b).sum()), int((in_b & ~in_a).sum())
+    return {"only_a": only_a, "only_b": only_b, "p_value": sign_test(only_a, only_b)}
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided binomial p-value of `wins` against `losses` under p = ½ (1.0 when both are 0).
+
+    >>> round(sign_test(12, 3), 4), sign_test(0, 0)
+    (0.0352, 1.0)
+    """
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)

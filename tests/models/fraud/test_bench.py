@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -128,3 +131,27 @@ def test_gbt_profile_inputs_append_the_users_profile_ids_as_categories() -> None
     inputs, categorical = gbt_profile_inputs(data)
     assert inputs.tolist() == [[1, 1, 1, 300], [1, 1, 1, 300], [1, 1, 2, 7]]
     assert categorical.tolist() == [False, False, True, False]  # ≥ 255 levels: a number for the trees
+
+
+def test_the_head_variants_bench_prints_one_json_object(tiny, tmp_path) -> None:
+    root = Path(__file__).resolve().parents[3]
+    command = [sys.executable, str(root / "bench" / "fraud_heads.py"),
+               "--transactions", str(tiny.transactions_path), "--profiles", str(tiny.profiles_path),
+               "--model", str(tiny.model_dir), "--seeds", "0,1",
+               "--variants", "dcn_stacked,gbt_profile_deviation",
+               "--cache", str(tmp_path / "data.pkl"), "--json"]
+    for _ in range(2):  # the second run reads the cached inputs
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=root, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads(done.stdout)
+        assert (tmp_path / "data.pkl").is_file()
+    rows = report["variants"]
+    assert set(rows) == {"gbt_profile", "dcn_stacked", "gbt_profile_deviation"}
+    assert set(rows["dcn_stacked"]["seeds"]) == {"0", "1"}
+    pair = rows["dcn_stacked"]["ensemble_vs_fair"]["10%"]
+    gap = rows["dcn_stacked"]["ensemble"]["recall@10%"] - rows["gbt_profile"]["ensemble"]["recall@10%"]
+    assert 0.0 <= pair["p_value"] <= 1.0
+    assert abs((pair["only_a"] - pair["only_b"]) - gap * report["split"]["test_fraud"]) < 3  # ties
+    bad = subprocess.run([*command[:-5], "--variants", "nope"], capture_output=True, text=True, cwd=root,
+                         check=False)
+    assert bad.returncode != 0 and "unknown variants" in bad.stderr

@@ -12,7 +12,9 @@ from models.fraud.metrics import (
     alert_count,
     caught_at_top,
     fraud_metrics,
+    paired_at_budget,
     recall_at_threshold,
+    sign_test,
     threshold_for_rate,
 )
 
@@ -71,3 +73,18 @@ def test_threshold_round_trip() -> None:
     at = recall_at_threshold(scores, labels, threshold)
     assert at["alert_rate"] == pytest.approx(0.01, abs=1e-4)
     assert at["recall"] == pytest.approx(fraud_metrics(scores, labels)["recall@1%"], abs=1e-9)
+
+
+def test_paired_split_adds_up_to_the_recall_difference() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(5000) < 0.02
+    a = rng.random(5000) + labels * rng.random(5000)
+    b = rng.random(5000) + labels * rng.random(5000)
+    for k in (1, 10):
+        pair = paired_at_budget(a, b, labels, k)
+        gap = (fraud_metrics(a, labels, ks=(k,))[f"recall@{k}%"]
+               - fraud_metrics(b, labels, ks=(k,))[f"recall@{k}%"]) * labels.sum()
+        assert pair["only_a"] - pair["only_b"] == round(gap)
+        assert 0.0 < pair["p_value"] <= 1.0
+    assert paired_at_budget(a, a, labels, 1) == {"only_a": 0, "only_b": 0, "p_value": 1.0}
+    assert sign_test(30, 0) < 1e-8 and sign_test(5, 5) == 1.0
