@@ -63,6 +63,7 @@ VARIANTS: dict[str, Variant] = {
     "hybrid_textcnn": Variant(variant="hybrid_textcnn", fit={"legit_keep": 0.3}),
     "hybrid_textcnn_ple": Variant(variant="hybrid_textcnn", fit={"legit_keep": 0.3},
                                   head={"numeric_encoding": "ple"}),
+    "hybrid_textcnn_stacked": Variant(variant="hybrid_textcnn", fit={"legit_keep": 0.3}, stacked=True),
     "hybrid_panther": Variant(variant="hybrid_panther"),
     "hybrid_panther_stacked": Variant(variant="hybrid_panther", stacked=True),
 }
