@@ -79,9 +79,10 @@ class Bench:
         self.train, self.val, self.test, _ = chronological_split(data.times, 0.7, 0.15)
         self.labels = data.labels if data.labels is not None else np.zeros(len(data), bool)
         self._stack: dict[int, np.ndarray] = {}
+        self.tree_inputs = gbt_profile_inputs(data)  # (N, F + P) features + profile, (F + P,) categorical
 
     def trees(self, extra: tuple[str, ...], seed: int) -> np.ndarray:
-        x, categorical = gbt_profile_inputs(self.data)
+        x, categorical = self.tree_inputs
         if "deviation" in extra:
             x = np.concatenate([x, self.data.deviation], axis=1)
             categorical = np.concatenate([categorical, np.zeros(self.data.deviation.shape[1], bool)])
@@ -93,7 +94,7 @@ class Bench:
         """(N,) a tree logit per event that no training event's own label shaped: out of fold on the
         training period (chronological blocks), the full-train trees on validation and test."""
         if seed not in self._stack:
-            x, categorical = gbt_profile_inputs(self.data)
+            x, categorical = self.tree_inputs
             y, tr, va = self.labels, self.train, self.val
 
             def fitted(rows: np.ndarray) -> GBTBaseline:

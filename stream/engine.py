@@ -327,9 +327,9 @@ def in_process(scorer: Scorer) -> bool:
 def cached_calls(scorer: Scorer, loop: asyncio.AbstractEventLoop) -> tuple[CallFn, CallFn]:
     """(refresh_fn, head_fn) for `score_cached` on its worker thread: an in-process scorer right on
     that thread, any other (Triton) through the event loop `loop`."""
-    refresh_sync = getattr(scorer, "refresh_sync", None)
-    head_sync = getattr(scorer, "score_state_sync", None)
-    if refresh_sync is None or head_sync is None:
+    if in_process(scorer):
+        refresh_sync, head_sync = scorer.refresh_sync, scorer.score_state_sync  # type: ignore[attr-defined]
+    else:
         refresh_sync = blocking_call(scorer.refresh, loop)
         head_sync = blocking_call(scorer.score_state, loop)
 

@@ -138,11 +138,10 @@ def paired_at_budget(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndar
     {'only_a': 1, 'only_b': 0, 'p_value': 1.0}
     """
     labels = np.asarray(labels).astype(bool)
-    alerts = alert_count(len(labels), k_percent)
 
     def caught(scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, dtype=np.float64)
-        return labels & (scores >= threshold_for_rate(scores, k_percent)) if alerts else labels & False
+        return labels & (scores >= threshold_for_rate(scores, k_percent))
 
     in_a, in_b = caught(scores_a), caught(scores_b)
     only_a, only_b = int((in_a & ~in_b).sum()), int((in_b & ~in_a).sum())
