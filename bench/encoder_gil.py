@@ -1,7 +1,10 @@
-"""Eager vs frozen TorchScript encoder forward, alone and beside a busy Python thread (the GIL).
+"""The refresh's encoder call three ways, alone and beside a busy Python thread (the GIL).
 
 The worker refreshes cached states in a thread next to its event loop; this measures what that costs
-each way (models/fraud/traced.py). Prints one JSON object.
+each way: the full forward (every position of every block: the reference, and what the refresh served
+before 2026-12-07), eagerly and as a frozen TorchScript graph, and the read of each window's last
+position (`PantherModel.hidden_at`: the last block only there), eagerly and as the frozen graph the
+worker serves (models/fraud/traced.py). Prints one JSON object.
 
     python bench/encoder_gil.py [--model DIR] [--rows 250] [--calls 10] [--switch-interval-s 0.0005]
 
@@ -15,6 +18,7 @@ import json
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -54,6 +58,31 @@ def _forwards(forward: object, batch: SequenceBatch, calls: int) -> None:
             forward(batch)  # type: ignore[operator]
 
 
+class _Full(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
+        return self.model(SequenceBatch(tokens=tokens, lengths=lengths, profile=profile))
+
+
+def _variants(model: torch.nn.Module, batch: SequenceBatch) -> dict[str, object]:
+    """name → batch → hidden states, as the refresh calls each."""
+    last = (batch.lengths - 1).unsqueeze(1)  # (B, 1): each window's state for its next event
+    traced = TracedEncoder(model)  # type: ignore[arg-type]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shape-derived constants
+        example = (batch.tokens, batch.lengths, batch.profile)
+        full = torch.jit.freeze(torch.jit.trace(_Full(model).eval(), example, check_trace=False))
+    return {
+        "eager_full": model,
+        "torchscript_full": lambda b: full(b.tokens, b.lengths, b.profile),
+        "eager_last": lambda b: model.hidden_at(b, last),  # type: ignore[operator]
+        "torchscript_last": lambda b: traced(b, last),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -77,7 +106,7 @@ def main() -> None:
     out: dict[str, object] = {"rows": args.rows, "width": width, "d_model": config.d_model,
                               "switch_interval_s": args.switch_interval_s,
                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
-    for name, forward in (("eager", model), ("torchscript", TracedEncoder(model))):
+    for name, forward in _variants(model, batch).items():
         _forwards(forward, batch, 3)  # warm-up
         started = time.perf_counter()
         _forwards(forward, batch, args.calls)

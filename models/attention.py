@@ -78,3 +78,22 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         y = self._attend(q, k, v, self.dropout if self.training else 0.0, bias)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    def forward_at(self, x: torch.Tensor, at: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward(x, bias)` read only at positions `at` (B, K) → (B, K, d), computing queries and
+        outputs for those K positions alone (keys and values for all T): what a serving call needs
+        when it reads one state per window. Inference only (no dropout)."""
+        b, t, d = x.shape
+        k_rows, dh = at.shape[1], d // self.n_heads
+        weight, b_qkv = self.qkv.weight, self.qkv.bias
+        picked = x.gather(1, at.unsqueeze(-1).expand(-1, -1, d))  # (B, K, d)
+        q = F.linear(picked, weight[:d], b_qkv[:d]).view(b, k_rows, self.n_heads, dh).transpose(1, 2)
+        k, v = F.linear(x, weight[d:], b_qkv[d:]).view(b, t, 2, self.n_heads, dh).permute(2, 0, 3, 1, 4)
+        if bias is None:  # key j is visible from position p when j ≤ p
+            keys = torch.arange(t, device=x.device)
+            mask = (keys.view(1, 1, t) <= at.unsqueeze(-1)).unsqueeze(1)  # (B, 1, K, T) bool
+        else:  # the bias rows of those positions, already −inf above the diagonal
+            rows = at.view(b, 1, k_rows, 1).expand(b, 1, k_rows, t)
+            mask = bias.expand(b, 1, t, t).gather(2, rows).to(q.dtype)  # (B, 1, K, T)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, K, dh)
+        return self.out(y.transpose(1, 2).reshape(b, k_rows, d))

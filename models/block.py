@@ -84,3 +84,21 @@ class PantherBlock(nn.Module):
             branches.append(self.sprm(h))
         x = x + self.drop(sum(branches[1:], branches[0]))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
+
+    def forward_at(
+        self, x: torch.Tensor, at: torch.Tensor, index: RelativeIndex | None = None
+    ) -> torch.Tensor:
+        """`forward(x, index)` read only at positions `at` (B, K) → (B, K, d). Only what those positions
+        need runs over all T (the normalized input the keys, values and convolutions read); queries,
+        the branch outputs and the feed-forward run for K positions. Inference only (no dropout)."""
+        h = self.norm_mix(x)
+        picked = x.gather(1, at.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (B, K, d)
+        if self.attention is not None:
+            bias = None
+            if self.relative_bias is not None:
+                assert index is not None, "a block with a relative bias needs the RelativeIndex"
+                bias = self.relative_bias(index)
+            picked = picked + self.attention.forward_at(h, at, bias)
+        if self.sprm is not None:
+            picked = picked + self.sprm.forward_at(h, at)
+        return picked + self.ffn(self.norm_ffn(picked))

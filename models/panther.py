@@ -208,6 +208,25 @@ class PantherModel(nn.Module):
     # ---- encoding ---------------------------------------------------------------------------------
     def forward(self, batch: SequenceBatch) -> torch.Tensor:
         """tokens (B, T) [+ profile (B, P)] → hidden (B, T, d); causal, padding-proof."""
+        h, index = self._embed(batch)
+        for block in self.blocks:
+            h = block(h, index)
+        return self._profile_mode.strip(self.final_norm(h))
+
+    def hidden_at(self, batch: SequenceBatch, positions: torch.Tensor) -> torch.Tensor:
+        """`forward(batch)` read at `positions` (B, K) (each in 0..T−1) → (B, K, d), equal to gathering
+        them from the full output (tested). The last block runs only for those positions: a serving
+        call reads one state per window, and the last block's queries, branch outputs and feed-forward
+        over the other T − 1 positions were work nobody read (`models.fraud.encoder_pass`)."""
+        h, index = self._embed(batch)
+        for block in self.blocks[:-1]:
+            h = block(h, index)
+        at = positions + self._profile_mode.extra_positions  # a prepended profile token shifts them
+        return self.final_norm(self.blocks[-1].forward_at(h, at, index))
+
+    def _embed(self, batch: SequenceBatch) -> tuple[torch.Tensor, RelativeIndex | None]:
+        """tokens (B, T) [+ profile (B, P)] → the first block's input (B, T [+1], d) and the relative
+        indices every block's bias reads."""
         tokens = batch.tokens
         if tokens.shape[1] > self.config.max_len:
             raise ValueError(f"sequence length {tokens.shape[1]} exceeds max_len={self.config.max_len}")
@@ -218,10 +237,7 @@ class PantherModel(nn.Module):
         h = self._profile_mode.inject(h, profile)
         positions = torch.arange(h.shape[1], device=tokens.device)
         h = self.embed_dropout(h + self.position_embedding(positions))
-        index = self._relative_index(batch, h.shape[1])
-        for block in self.blocks:
-            h = block(h, index)
-        return self._profile_mode.strip(self.final_norm(h))
+        return h, self._relative_index(batch, h.shape[1])
 
     def _relative_index(self, batch: SequenceBatch, width: int) -> RelativeIndex | None:
         """The relative positions [and time buckets] every block's bias reads; None without a bias.

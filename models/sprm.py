@@ -137,6 +137,14 @@ class SPRM(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.prototypes(self.local_features(x))
 
+    def forward_at(self, x: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """`forward(x)` read only at positions `at` (B, K) → (B, K, d): the depthwise convolutions run
+        over all T (they read earlier positions), the merge and the prototypes only at those K."""
+        padded = F.pad(x, (0, 0, self._pad, 0))
+        branches = torch.cat([branch.from_padded(padded, self._pad) for branch in self.branches], dim=-1)
+        picked = branches.gather(1, at.unsqueeze(-1).expand(-1, -1, branches.shape[-1]))  # (B, K, r·d)
+        return self.prototypes(F.gelu(self.merge(picked)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.recompute and self.training and torch.is_grad_enabled():
             return checkpoint(self._forward, x, use_reentrant=False)

@@ -240,7 +240,7 @@ class ArtefactRunner:
                               positions: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
         dev = self.device
         positions_t = torch.from_numpy(positions).to(dev)
-        hidden = position_hidden(self.encoder, torch.from_numpy(tokens).to(dev),
+        hidden = position_hidden(self.encoder.hidden_at, torch.from_numpy(tokens).to(dev),
                                  torch.from_numpy(lengths).to(dev), torch.from_numpy(profile).to(dev),
                                  positions_t)  # fmt: skip
         valid = positions_t >= 0

@@ -68,17 +68,22 @@ def next_token_lse(
 
 @torch.no_grad()
 def position_hidden(
-    model: Callable[[SequenceBatch], torch.Tensor], tokens: torch.Tensor, lengths: torch.Tensor,
+    encoder: Callable[[SequenceBatch, torch.Tensor], torch.Tensor],
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
     profile: torch.Tensor,
     positions: torch.Tensor,
 ) -> torch.Tensor:
     """Rows (B, W) right-padded, lengths (B,), profile (B, P), positions (B, K) (−1 = none)
-    → hidden (B, K, d) at those positions, zeros where −1: one causal pass gives every prefix's state."""
+    → hidden (B, K, d) at those positions, zeros where −1: one causal pass gives every prefix's state.
+
+    `encoder(batch, positions)` is `PantherModel.hidden_at` or its traced graph
+    (`models.fraud.traced`): the model's hidden states read at those positions, of which the last
+    block computes only those (the reference, `model(batch)` gathered, is tested equal)."""
     tokens, lengths = as_windows(tokens, lengths)
     width = int(lengths.max()) if len(lengths) else 1
-    hidden = model(SequenceBatch(tokens=tokens[:, :width], lengths=lengths, profile=profile))  # (B, W, d)
-    index = positions.clamp(min=0, max=width - 1)
-    picked = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    batch = SequenceBatch(tokens=tokens[:, :width], lengths=lengths, profile=profile)
+    picked = encoder(batch, positions.clamp(min=0, max=width - 1))  # (B, K, d)
     return torch.where((positions >= 0).unsqueeze(-1), picked, torch.zeros_like(picked))
 
 

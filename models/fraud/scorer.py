@@ -78,8 +78,10 @@ class FraudScorer:
         self.reason_steps = reason_steps
         self.signals = SignalMap.build(head, schema.signals)
         self.artifact: Artifact | None = None
-        self._encoder_call: EncoderCall = self.encoder  # the refresh's forward (`trace_for_serving`)
-        self._tuned_call: EncoderCall | None = self.tuned_encoder
+        self._encoder_call: EncoderCall = self.encoder.hidden_at  # the refresh's (`trace_for_serving`)
+        self._tuned_call: EncoderCall | None = (
+            self.tuned_encoder.hidden_at if self.tuned_encoder is not None else None
+        )
 
     def trace_for_serving(self, precision: str = "fp32") -> None:
         """Serve `refresh` through frozen TorchScript graphs where that is exact and helps (CPU fp32:

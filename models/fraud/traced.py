@@ -23,22 +23,25 @@ import torch
 from models.batch import SequenceBatch
 from models.panther import PantherModel
 
-EncoderCall = Callable[[SequenceBatch], torch.Tensor]
+EncoderCall = Callable[[SequenceBatch, torch.Tensor], torch.Tensor]  # (batch, positions (B, K)) → (B, K, d)
 
 
 class _Forward(torch.nn.Module):
-    """tokens (B, T) int64, lengths (B,) int64, profile (B, P) int64 → hidden (B, T, d)."""
+    """tokens (B, T) int64, lengths (B,) int64, profile (B, P) int64, positions (B, K) int64
+    → hidden (B, K, d) at those positions (`PantherModel.hidden_at`)."""
 
     def __init__(self, model: PantherModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
-        return self.model(SequenceBatch(tokens=tokens, lengths=lengths, profile=profile))
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, profile: torch.Tensor,
+                positions: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        return self.model.hidden_at(SequenceBatch(tokens=tokens, lengths=lengths, profile=profile), positions)
 
 
 class TracedEncoder:
-    """Called like the model on a `SequenceBatch` of tokens, lengths and profile."""
+    """Called like `PantherModel.hidden_at`: a `SequenceBatch` of tokens, lengths and profile, and the
+    positions (B, K) to read."""
 
     def __init__(self, model: PantherModel) -> None:
         length = int(model.config.max_len)
@@ -47,17 +50,18 @@ class TracedEncoder:
             torch.ones((2, length), dtype=torch.long),
             torch.tensor([length, 1], dtype=torch.long),
             torch.zeros((2, fields), dtype=torch.long),
+            torch.tensor([[length - 1, 0], [0, 0]], dtype=torch.long),
         )
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on shape-derived constants
             graph = torch.jit.trace(_Forward(model).eval(), example, check_trace=False)
             self.graph = torch.jit.freeze(graph.eval())
 
-    def __call__(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.graph(batch.tokens, batch.lengths, batch.profile)
+    def __call__(self, batch: SequenceBatch, positions: torch.Tensor) -> torch.Tensor:
+        return self.graph(batch.tokens, batch.lengths, batch.profile, positions)
 
 
 def serving_encoder(model: PantherModel, device: torch.device, precision: str = "fp32") -> EncoderCall:
     """The traced forward where it helps and is exact (module docstring), else the eager model."""
     traceable = device.type == "cpu" and precision == "fp32" and model.config.relative_bias == "none"
-    return TracedEncoder(model) if traceable else model
+    return TracedEncoder(model) if traceable else model.hidden_at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 
 import pytest
@@ -60,6 +61,40 @@ def test_causal(name: str) -> None:
         out = model(_batch(changed, [10, 10, 10]))
         torch.testing.assert_close(out[:, : t + 1], hidden[:, : t + 1])
         assert not torch.allclose(out[:, t + 1], hidden[:, t + 1])
+
+
+def _read_configs() -> dict[str, PantherConfig]:
+    one_block = {**TINY, "n_layers": 1}
+    return {
+        **_configs(),
+        "one_block": panther_config(30, CARDS, **one_block),
+        "position_bias": panther_config(30, CARDS, relative_bias="position", **TINY),
+        "time_bias_first_token": panther_config(
+            30, CARDS, relative_bias="position_time", profile_mode="first_token", **TINY
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_read_configs()))
+def test_hidden_at_equals_the_full_forward_read_at_those_positions(name: str) -> None:
+    """The serving read (`hidden_at`: the last block only at the positions read) against the
+    reference, the full forward gathered: every block kind, profile mode and bias, K positions per
+    row in any order, repeated, on real and padded positions."""
+    torch.manual_seed(0)
+    model = PantherModel(_read_configs()[name]).eval()
+    tokens = torch.randint(2, 30, (3, 10))
+    lengths = [10, 4, 1]
+    for row, length in enumerate(lengths):
+        tokens[row, length:] = PAD_ID
+    times = torch.cumsum(torch.randint(0, 10**7, (3, 10)), dim=1)
+    batch = dataclasses.replace(_batch(tokens, lengths), times=times)
+    positions = torch.tensor([[9, 0, 5], [3, 3, 2], [0, 7, 0]])
+    with torch.no_grad():
+        full = model(batch)
+        expected = full.gather(1, positions.unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+        torch.testing.assert_close(model.hidden_at(batch, positions), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model.hidden_at(batch, positions[:, :1]), expected[:, :1],
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(_configs()))

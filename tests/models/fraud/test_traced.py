@@ -1,4 +1,5 @@
-"""The frozen TorchScript forward the refresh serves equals the eager model it was traced from."""
+"""The frozen TorchScript read the refresh serves equals the eager model it was traced from, read at
+the same positions."""
 
 from __future__ import annotations
 
@@ -31,9 +32,14 @@ def test_the_traced_forward_equals_the_eager_model_at_every_shape(tiny, profile_
     model = PantherModel(config).eval()
     traced = TracedEncoder(model)
     with torch.no_grad():
-        for seed, (rows, width) in enumerate([(1, 1), (3, config.max_len), (17, 5), (64, 9)]):
+        shapes = [(1, 1, 1), (3, config.max_len, 2), (17, 5, 1), (64, 9, 3)]  # rows, width, reads
+        for seed, (rows, width, reads) in enumerate(shapes):
             batch = _batch(model, rows, width, seed)
-            torch.testing.assert_close(traced(batch), model(batch), rtol=1e-5, atol=1e-6)
+            positions = torch.randint(0, width, (rows, reads), generator=torch.Generator().manual_seed(seed))
+            positions[:, 0] = batch.lengths - 1
+            full = model(batch)
+            expected = full.gather(1, positions.unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+            torch.testing.assert_close(traced(batch, positions), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_position_hidden_is_the_same_through_either_path(tiny) -> None:
@@ -41,14 +47,19 @@ def test_position_hidden_is_the_same_through_either_path(tiny) -> None:
     batch = _batch(model, 11, model.config.max_len, 7)
     positions = torch.stack([batch.lengths - 1, (batch.lengths - 2).clamp(min=-1)], dim=1)
     args = (batch.tokens, batch.lengths, batch.profile, positions)
-    torch.testing.assert_close(position_hidden(TracedEncoder(model), *args), position_hidden(model, *args))
+    read = position_hidden(TracedEncoder(model), *args)
+    torch.testing.assert_close(read, position_hidden(model.hidden_at, *args))
+    full = model(SequenceBatch(tokens=batch.tokens, lengths=batch.lengths, profile=batch.profile))
+    expected = full.gather(1, positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+    expected[positions < 0] = 0.0  # no position: zeros
+    torch.testing.assert_close(read, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_only_the_cpu_fp32_forward_without_a_time_bias_is_traced(tiny) -> None:
     model = tiny.model
     cpu = torch.device("cpu")
     assert isinstance(serving_encoder(model, cpu), TracedEncoder)
-    assert serving_encoder(model, torch.device("cuda")) is model
-    assert serving_encoder(model, cpu, precision="bf16") is model
+    assert serving_encoder(model, torch.device("cuda")) == model.hidden_at
+    assert serving_encoder(model, cpu, precision="bf16") == model.hidden_at
     biased = PantherModel(dataclasses.replace(model.config, relative_bias="position_time")).eval()
-    assert serving_encoder(biased, cpu) is biased
+    assert serving_encoder(biased, cpu) == biased.hidden_at
