@@ -324,6 +324,19 @@ def _produce(
     return sent, time.perf_counter() - started
 
 
+def state_lag(lags: list[int]) -> dict[str, float]:
+    """How stale the h_u behind the scores was: events folded into a state but not into its cached
+    encoder state (0 everywhere unless the refresh fell behind past `PANTHER_REFRESH_BACKLOG`).
+
+    >>> state_lag([0, 0, 3, 1])
+    {'scores': 2, 'max': 3, 'mean': 1.0, 'p99': 2.94}
+    """
+    ordered = sorted(lags)
+    p99 = float(np.percentile(ordered, 99)) if ordered else 0.0
+    return {"scores": sum(1 for lag in lags if lag), "max": max(lags, default=0),
+            "mean": round(sum(lags) / len(lags), 2) if lags else 0.0, "p99": round(p99, 2)}  # fmt: skip
+
+
 def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], rate: float | None,
             pids: dict[str, int], timeout_s: float, worker: WorkerProcess) -> dict[str, Any]:  # fmt: skip
     descendants = {"triton", "worker"}  # python-backend stubs; the worker processes under --processes
@@ -334,14 +347,16 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(t not in watcher.seen for t in sent):
         time.sleep(0.1)
+    # CPU up to now, not after the wait below: a refresh still running behind would count as this run's
+    cpu_wall = max(time.time() - wall0, 1e-9)
+    cpu = {
+        name: round((cpu_seconds(pid, name in descendants) - cpu0[name]) / cpu_wall, 2)
+        for name, pid in pids.items()
+    }
     got = {t: watcher.seen[t] for t in sent if t in watcher.seen}
     last = max((seen[0] for seen in got.values()), default=time.time())
     wall = max(last - wall0, 1e-9)
     time.sleep(1.0)  # a late second copy of a score is still counted as a duplicate
-    cpu = {
-        name: round((cpu_seconds(pid, name in descendants) - cpu0[name]) / wall, 2)
-        for name, pid in pids.items()
-    }
     batches = {k: v - batches0.get(k, 0.0) for k, v in worker_batches(worker).items()}
     count = max(batches.get("panther_batch_size_count", 0.0), 1.0)
     lags = [seen[3] for seen in got.values()]
@@ -358,7 +373,7 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
         "lost": len(sent) - len(got),
         "duplicates": sum(watcher.times_seen.get(t, 0) - 1 for t in got),
         "degraded": sum(seen[2] for seen in got.values()),
-        "state_lag": {"scores": sum(1 for lag in lags if lag), "max": max(lags, default=0)},
+        "state_lag": state_lag(lags),
         "throughput_per_s": round(len(got) / wall, 1),
         "latency_visible": percentiles([got[t][0] - sent[t] for t in got]),
         "latency_record": percentiles([max(got[t][1] - sent[t], 0.0) for t in got]),
@@ -560,6 +575,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
             "scorer": scorer,
             "batch_max": base.batch_max,
             "batch_within_s": base.batch_within_s,
+            "refresh_backlog": base.refresh_backlog,  # beyond it, scores carry state_lag instead of waiting
             "broker_warmup_s": warmup_s,
             "partitions": base.partitions,
             "standalone": standalone_by_size,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stream.bench_stream import cpu_seconds, make_runs, parse_rates, percentiles
+from stream.bench_stream import cpu_seconds, make_runs, parse_rates, percentiles, state_lag
 from stream.errors import PantherError
 
 
@@ -26,6 +26,13 @@ def test_percentiles_are_in_milliseconds() -> None:
     assert stats["p99_ms"] == pytest.approx(99.0, abs=0.1)
     assert stats["max_ms"] == 100.0
     assert percentiles([]) == {}
+
+
+def test_state_lag_counts_the_lagged_scores_and_how_far_they_lag() -> None:
+    assert state_lag([0, 0, 0]) == {"scores": 0, "max": 0, "mean": 0.0, "p99": 0.0}
+    lags = [0] * 90 + [1] * 9 + [40]
+    assert state_lag(lags) == {"scores": 10, "max": 40, "mean": 0.49, "p99": 1.39}
+    assert state_lag([]) == {"scores": 0, "max": 0, "mean": 0.0, "p99": 0.0}
 
 
 def test_cpu_seconds_counts_this_process_working() -> None:
