@@ -1,4 +1,5 @@
-"""The encoder's forward as a frozen TorchScript graph, for serving the refresh on a CPU.
+"""The encoder's read at chosen positions (`PantherModel.hidden_at`) as a frozen TorchScript graph,
+for serving the refresh on a CPU.
 
 Why: in eager mode every op returns to Python, and the thread running it needs the GIL between
 kernels. The worker refreshes cached states in a thread beside its event loop, so the two took turns
