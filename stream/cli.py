@@ -192,15 +192,19 @@ def topics_create(wait_s: float, as_json: bool) -> None:
 @click.option("--fraud-rate", default=0.01, show_default=True, type=click.FloatRange(0.0, 0.5))
 @click.option("--scenario-mix", default=None,
               help='Fraud scenarios as name=weight,… ("default,routine_replay=0.2" adds one to the default).')
+@click.option("--new-accounts", default=0.0, show_default=True,
+              type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="Share of users whose account opens during the window (cold-start users; "
+                   "needed by new_account_takeover).")  # fmt: skip
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def simulate(users: int, days: int, seed: int, fraud_rate: float, scenario_mix: str | None, out_dir: Path,
-             as_json: bool) -> None:  # fmt: skip
+def simulate(users: int, days: int, seed: int, fraud_rate: float, scenario_mix: str | None,
+             new_accounts: float, out_dir: Path, as_json: bool) -> None:  # fmt: skip
     """Synthetic transactions + profiles with labeled fraud (transactions.parquet, profiles.parquet)."""
     from stream.simulation import run_simulation
 
-    emit(run_simulation(users, days, seed, fraud_rate, out_dir, scenario_mix), as_json)
+    emit(run_simulation(users, days, seed, fraud_rate, out_dir, scenario_mix, new_accounts), as_json)
 
 
 @main.command()

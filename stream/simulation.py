@@ -34,10 +34,11 @@ def parse_scenario_mix(text: str | None) -> tuple[tuple[str, float], ...]:
 
 
 def run_simulation(users: int, days: int, seed: int, fraud_rate: float, out_dir: Path,
-                   scenario_mix: str | None = None) -> dict[str, Any]:  # fmt: skip
+                   scenario_mix: str | None = None, new_accounts: float = 0.0) -> dict[str, Any]:  # fmt: skip
     try:
         config = SimulatorConfig(users=users, days=days, seed=seed, fraud_rate=fraud_rate,
-                                 scenario_mix=parse_scenario_mix(scenario_mix))  # fmt: skip
+                                 scenario_mix=parse_scenario_mix(scenario_mix),
+                                 new_accounts=new_accounts)  # fmt: skip
     except ValueError as exc:
         raise PantherError(f"simulate: {exc}") from None
     started = time.perf_counter()

@@ -32,13 +32,14 @@ from models.fraud.dataset import FraudData, chronological_split
 from models.fraud.deviation import DeviationConfig
 from models.fraud.features import FeatureSchema
 from models.fraud.head_io import save_head
-from models.fraud.metrics import DEFAULT_KS, fraud_metrics
+from models.fraud.metrics import DEFAULT_KS, fraud_metrics, per_scenario_recall
 from models.fraud.train import FitConfig, FitResult, predict_logits
 from models.training.compare import device_name
 from models.training.pretrain import pretrain_transactions
 from models.training.runtime import resolve_device, seed_everything
 
 HYBRIDS = ("hybrid_textcnn", "hybrid_panther")
+COLD_EVENTS = 5  # a fraud on a user with fewer earlier events than this is a cold-start fraud (issue 17)
 
 
 def _log(message: str, enabled: bool) -> None:
@@ -109,6 +110,9 @@ def run_fraud_bench(
     scores["hybrid"] = scores[chosen]
     details["fit_config"] = base_fit.to_dict() | {"textcnn_legit_keep": textcnn_legit_keep}
     models = {name: fraud_metrics(s, labels[test], data.scenarios[test]) for name, s in scores.items()}
+    history = history_groups(data.seqs.offsets, labels)[test]
+    for name, s in scores.items():  # the same alerts, the frauds split by how much history their user had
+        models[name]["per_history"] = per_scenario_recall(s, labels[test], history)
     report: dict[str, Any] = {
         "command": "bench fraud",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -179,6 +183,20 @@ def _heads(data: FraudData, split: Split, base: FitConfig, textcnn_legit_keep: f
         fits[variant] = timer.run(
             variant, lambda v=variant, f=fit: fit_variant(data, train, val, v, f, loaded.encoder))
     return fits
+
+
+def history_groups(offsets: np.ndarray, labels: np.ndarray, cold_events: int = COLD_EVENTS) -> np.ndarray:
+    """(N,) per event of user-major `Sequences` (`offsets` (U + 1,)): "cold" for a fraud whose user had
+    fewer than `cold_events` earlier events in the data, "warm" for the other frauds, None for legit.
+
+    >>> history_groups(np.array([0, 3, 9]), np.array([1, 0, 0, 0, 0, 0, 1, 0, 1], bool), 5).tolist()
+    ['cold', None, None, None, None, None, 'cold', None, 'warm']
+    """
+    lengths = np.diff(offsets)
+    past = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], lengths)
+    groups = np.where(past < cold_events, "cold", "warm").astype(object)
+    groups[~np.asarray(labels, dtype=bool)] = None
+    return groups
 
 
 def _labels(data: FraudData) -> np.ndarray:

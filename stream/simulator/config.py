@@ -12,6 +12,7 @@ SCENARIOS: tuple[str, ...] = (
     "geo_anomaly",
     "mule_transfer",
     "routine_replay",  # not in DEFAULT_MIX: only the order and timing of events show it (opt in)
+    "new_account_takeover",  # not in DEFAULT_MIX: fraud on accounts with < 5 payments (needs new_accounts)
 )
 
 DEFAULT_MIX: tuple[tuple[str, float], ...] = (
@@ -37,6 +38,7 @@ class SimulatorConfig:
     warmup_fraction: float = 0.25  # fraud starts after this share of the window (capped at max_warmup_days)
     max_warmup_days: float = 14.0
     scenario_mix: tuple[tuple[str, float], ...] = field(default=DEFAULT_MIX)
+    new_accounts: float = 0.0  # share of users who open their account during the window (`openings.py`)
 
     def __post_init__(self) -> None:
         if self.users < 1:
@@ -61,6 +63,11 @@ class SimulatorConfig:
             raise ValueError("scenario weights must be ≥ 0")
         if self.fraud_rate > 0 and sum(weight for _, weight in self.scenario_mix) <= 0:
             raise ValueError("fraud_rate > 0 needs at least one scenario with a positive weight")
+        if not 0.0 <= self.new_accounts < 1.0:
+            raise ValueError("new_accounts must be in [0, 1)")
+        if self.new_accounts == 0 and dict(self.scenario_mix).get("new_account_takeover", 0) > 0:
+            raise ValueError("the new_account_takeover scenario needs new_accounts > 0 (accounts opened "
+                             "during the window to take over)")
 
     @property
     def n_merchants(self) -> int:

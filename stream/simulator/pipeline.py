@@ -12,6 +12,7 @@ from .batch import Events
 from .behaviour import legit_transactions
 from .config import SimulatorConfig
 from .frames import profiles_frame, transactions_frame
+from .openings import open_accounts
 from .population import build_world
 from .scenarios import inject_fraud
 
@@ -39,12 +40,14 @@ def simulate(config: SimulatorConfig, progress: Progress | None = None) -> tuple
             lo, hi = STAGES[stage]
             progress(stage, lo + (hi - lo) * fraction)
 
-    world_seed, legit_seed, fraud_seed = np.random.SeedSequence(config.seed).spawn(3)
+    # a fourth stream for the openings: the first three are what they were (spawn is index-keyed)
+    world_seed, legit_seed, fraud_seed, openings_seed = np.random.SeedSequence(config.seed).spawn(4)
     tick("population", 0.0)
     world = build_world(config, np.random.default_rng(world_seed))
     tick("population", 1.0)
     legit, _ = legit_transactions(world, np.random.default_rng(legit_seed), tick)
-    fraud, extra_devices = inject_fraud(world, legit, np.random.default_rng(fraud_seed))
+    world, legit, opened = open_accounts(world, legit, np.random.default_rng(openings_seed))
+    fraud, extra_devices = inject_fraud(world, legit, np.random.default_rng(fraud_seed), opened)
     tick("fraud", 1.0)
     events = Events.concat([legit, fraud])
     tick("assemble", 0.1)

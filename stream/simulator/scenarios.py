@@ -28,6 +28,7 @@ class FraudContext:
     world: World
     legit: Events
     extra_devices: int = 0  # attackers' phones and bots, numbered after the users' own 2 per user
+    opened: np.ndarray | None = None  # (users,) when each account opened (`openings.py`), −1: before
 
     def new_devices(self, k: int) -> np.ndarray:
         first = 2 * self.world.users.n + self.extra_devices
@@ -82,13 +83,53 @@ def _burst(
 
 def account_takeover(ctx: FraudContext, rng: np.random.Generator, budget: int) -> Events:
     """A new device logs in, then a burst of big online buys in unusual categories, mostly at night."""
-    u = ctx.world.users
     sizes = split_budget(rng, budget, 3, 12)
     k = len(sizes)
-    victim = ctx.victims(rng, k)
+    return _takeover(ctx, rng, ctx.victims(rng, k), sizes, ctx.times(rng, k, night=0.65))
+
+
+def new_account_takeover(ctx: FraudContext, rng: np.random.Generator, budget: int) -> Events:
+    """An account opened during the window is taken over (credentials phished at sign-up, or opened with
+    a stolen identity) before it has made five payments — the same burst as `account_takeover`, on a
+    user with almost no history: only the profile and the event itself can tell."""
+    sizes = split_budget(rng, budget, 2, 8)
+    victim, t0 = _cold_victims(ctx, rng, len(sizes))
+    return _takeover(ctx, rng, victim, sizes, t0)
+
+
+COLD_HISTORY = 5  # a new_account_takeover incident starts before the victim's fifth own payment
+
+
+def _cold_victims(ctx: FraudContext, rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k accounts opened after the warm-up and an incident start for each: 1–48 h after the opening,
+    and before the account's `COLD_HISTORY`-th legitimate payment."""
+    assert ctx.opened is not None, "new_account_takeover needs the accounts' opening times"
+    pool = np.flatnonzero(ctx.opened >= ctx.start)
+    if not len(pool):
+        raise ValueError("new_account_takeover: no account opened after the warm-up (raise new_accounts)")
+    victim = rng.permutation(pool)[:k] if len(pool) >= k else rng.choice(pool, size=k)
+    opened = ctx.opened[victim]
+    t0 = opened + rng.integers(3600, 48 * 3600, size=k)
+    legit = ctx.legit
+    order = np.lexsort((legit.t, legit.user))
+    users, times = legit.user[order], legit.t[order]
+    first = np.searchsorted(users, victim, side="left")
+    count = np.searchsorted(users, victim, side="right") - first
+    has_fifth = count >= COLD_HISTORY
+    fifth = times[np.where(has_fifth, first + COLD_HISTORY - 1, 0)]
+    t0 = np.where(has_fifth, np.minimum(t0, fifth - 1), t0)
+    return victim, np.clip(np.maximum(t0, opened + 60), 0, ctx.end - 1)
+
+
+def _takeover(ctx: FraudContext, rng: np.random.Generator, victim: np.ndarray, sizes: np.ndarray,
+              t0: np.ndarray) -> Events:  # fmt: skip
+    """An attacker's device, a burst from `t0` (1–15 min apart) of big online buys in cash-like
+    categories (transfers partly by bank transfer), at the victim's home."""
+    u = ctx.world.users
+    k = len(sizes)
     devices = ctx.new_devices(k)
     user = np.repeat(victim, sizes)
-    t = _burst(ctx, sizes, ctx.times(rng, k, night=0.65), 60, 900, rng)
+    t = _burst(ctx, sizes, t0, 60, 900, rng)
     cat = _mix(
         rng,
         len(user),
@@ -316,6 +357,7 @@ GENERATORS: dict[str, Callable[[FraudContext, np.random.Generator, int], Events]
     "geo_anomaly": geo_anomaly,
     "mule_transfer": mule_transfer,
     "routine_replay": routine_replay,
+    "new_account_takeover": new_account_takeover,
 }
 assert set(GENERATORS) == set(SCENARIOS)
 
@@ -336,10 +378,11 @@ def fraud_count(n_legit: int, rate: float) -> int:
     return round(rate * n_legit / (1.0 - rate)) if rate > 0 else 0
 
 
-def inject_fraud(world: World, legit: Events, rng: np.random.Generator) -> tuple[Events, int]:
+def inject_fraud(world: World, legit: Events, rng: np.random.Generator,
+                 opened: np.ndarray | None = None) -> tuple[Events, int]:  # fmt: skip
     """All fraud events (scenario-coded) and how many new devices they introduced."""
     cfg = world.cfg
-    ctx = FraudContext(world, legit)
+    ctx = FraudContext(world, legit, opened=opened)
     parts = []
     for name, budget in budgets(fraud_count(len(legit), cfg.fraud_rate), cfg.scenario_mix).items():
         if budget <= 0:

@@ -41,7 +41,8 @@ def test_schema_and_dtypes(small: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     for column in ("user_id", "merchant_id", "merchant_category", "channel", "country", "city", "device_id"):
         assert txns[column].notna().all(), column
     assert txns.fraud_scenario[~txns.is_fraud].isna().all()
-    assert set(txns.fraud_scenario[txns.is_fraud]) == set(SCENARIOS) - {"routine_replay"}  # opt-in only
+    opt_in = {"routine_replay", "new_account_takeover"}
+    assert set(txns.fraud_scenario[txns.is_fraud]) == set(SCENARIOS) - opt_in
     assert set(txns.user_id) <= set(profiles.user_id) and profiles.user_id.is_unique and len(profiles) == 500
     for column in ("age", "account_age_days"):
         assert profiles[column].dtype == np.int64
@@ -281,6 +282,9 @@ def test_progress_callback_reaches_the_end() -> None:
         {"scenario_mix": (("phishing", 1.0),)},
         {"scenario_mix": (("card_testing", 1.0), ("card_testing", 2.0))},
         {"scenario_mix": (("card_testing", 0.0),)},
+        {"new_accounts": 1.0},
+        {"new_accounts": -0.1},
+        {"scenario_mix": (("new_account_takeover", 1.0),)},  # without new_accounts: nobody to take over
     ],
 )
 def test_config_rejects_nonsense(kwargs: dict) -> None:
@@ -308,6 +312,46 @@ def test_routine_replay_repeats_the_victims_own_recent_purchases_in_a_burst() ->
             assert len(same) and (abs(same.amount / row.amount - 1) <= 0.06).any(), (user, row.txn_id)
         gaps = burst.timestamp.diff().dropna().dt.total_seconds()
         assert (gaps <= 1200).all()  # a burst; the victim's own life goes on around it
+
+
+def test_new_accounts_only_drop_the_new_accounts_earlier_payments() -> None:
+    """`new_accounts` opens a share of the accounts during the window: each such user's payments are a
+    suffix of what they would have been (from the opening on), its account age counts from the opening,
+    and nobody else's data changes."""
+    base, base_profiles = simulate(SimulatorConfig(users=300, days=20, seed=3, fraud_rate=0.0))
+    txns, profiles = simulate(SimulatorConfig(users=300, days=20, seed=3, fraud_rate=0.0, new_accounts=0.3))
+    columns = ["user_id", "timestamp", "merchant_id", "amount", "device_id"]
+    ages = profiles.set_index("user_id").account_age_days
+    new = set(profiles.user_id[ages.values != base_profiles.account_age_days.values])
+    assert 40 < len(new) < 150 and (ages[sorted(new)] < 20).all()
+    assert profiles.drop(columns="account_age_days").equals(base_profiles.drop(columns="account_age_days"))
+    old = base[~base.user_id.isin(new)][columns].reset_index(drop=True)
+    assert txns[~txns.user_id.isin(new)][columns].reset_index(drop=True).equals(old)
+    for user in sorted(new)[:40]:
+        before, after = base[base.user_id == user], txns[txns.user_id == user]
+        kept = before[before.timestamp >= after.timestamp.min()] if len(after) else before.iloc[:0]
+        assert after[columns].reset_index(drop=True).equals(kept[columns].reset_index(drop=True)), user
+
+
+def test_new_account_takeover_strikes_before_the_fifth_payment() -> None:
+    """Cold-start fraud: every incident hits an account opened during the window, before its fifth own
+    payment, from a device the account never used, as a burst of online buys or transfers."""
+    from stream.simulation import parse_scenario_mix
+
+    config = SimulatorConfig(users=600, days=30, seed=5, fraud_rate=0.01, new_accounts=0.2,
+                             scenario_mix=parse_scenario_mix("default,new_account_takeover=0.3"))  # fmt: skip
+    txns, profiles = simulate(config)
+    taken = _fraud(txns, "new_account_takeover")
+    assert len(taken) > 20
+    legit = txns[~txns.is_fraud]
+    ages = profiles.set_index("user_id").account_age_days
+    for user, burst in taken.groupby("user_id"):
+        start = burst.timestamp.min()
+        own = legit[legit.user_id == user]
+        assert (own.timestamp < start).sum() < 5, user
+        assert ages[user] < config.days and not set(burst.device_id) & set(own.device_id), user
+        assert set(burst.channel) <= {"online", "transfer"}
+        assert (burst.timestamp.diff().dropna().dt.total_seconds() <= 900).all()
 
 
 def test_a_scenario_mix_is_parsed_with_clear_errors() -> None:

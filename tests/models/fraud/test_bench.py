@@ -71,6 +71,11 @@ def test_every_model_has_consistent_metrics(bench) -> None:
         for k in KS:  # the scenarios split the caught fraud
             caught = sum(s[f"recall@{k}"] * s["fraud"] for s in scenarios.values())
             assert math.isclose(caught, m[f"recall@{k}"] * m["fraud"], abs_tol=1e-6), (name, k)
+        history = m["per_history"]  # the same alerts, the frauds split by their user's past events
+        assert set(history) <= {"cold", "warm"} and sum(h["fraud"] for h in history.values()) == m["fraud"]
+        for k in KS:
+            caught = sum(h[f"recall@{k}"] * h["fraud"] for h in history.values())
+            assert math.isclose(caught, m[f"recall@{k}"] * m["fraud"], abs_tol=1e-6), (name, k)
         assert report["summary"][name]["pr_auc"] == round(m["pr_auc"], 4)
 
 
@@ -118,6 +123,14 @@ def test_the_fair_baseline_reads_the_profile_and_the_targets_compare_against_it(
     gaps = [*targets["hybrid_minus_fair_baseline"].values(),
             *(v for row in targets["hybrid_minus_fair_baseline_per_scenario"].values() for v in row.values())]
     assert targets["hybrid_at_least_fair_everywhere"] == (min(gaps) >= 0)
+
+
+def test_a_fraud_is_cold_when_its_user_had_fewer_than_five_earlier_events() -> None:
+    from models.fraud.bench import history_groups
+
+    offsets = np.array([0, 6, 7])  # one user with six events, one with a single event
+    labels = np.array([0, 0, 0, 0, 1, 1, 1], bool)
+    assert history_groups(offsets, labels).tolist() == [None] * 4 + ["cold", "warm", "cold"]
 
 
 def test_gbt_profile_inputs_append_the_users_profile_ids_as_categories() -> None:
