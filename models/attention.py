@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.batch import take_positions
+
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None], torch.Tensor]
 
 
@@ -86,8 +88,8 @@ class CausalSelfAttention(nn.Module):
         b, t, d = x.shape
         k_rows, dh = at.shape[1], d // self.n_heads
         weight, b_qkv = self.qkv.weight, self.qkv.bias
-        picked = x.gather(1, at.unsqueeze(-1).expand(-1, -1, d))  # (B, K, d)
-        q = F.linear(picked, weight[:d], b_qkv[:d]).view(b, k_rows, self.n_heads, dh).transpose(1, 2)
+        q = F.linear(take_positions(x, at), weight[:d], b_qkv[:d])  # (B, K, d): the K positions' queries
+        q = q.view(b, k_rows, self.n_heads, dh).transpose(1, 2)
         k, v = F.linear(x, weight[d:], b_qkv[d:]).view(b, t, 2, self.n_heads, dh).permute(2, 0, 3, 1, 4)
         if bias is None:  # key j is visible from position p when j ≤ p
             keys = torch.arange(t, device=x.device)

@@ -12,7 +12,16 @@ import torch
 
 from models.ids import PAD_ID, UNK_ID
 
-__all__ = ["PAD_ID", "UNK_ID", "SequenceBatch"]
+__all__ = ["PAD_ID", "UNK_ID", "SequenceBatch", "take_positions"]
+
+
+def take_positions(x: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C), at (B, K) positions → (B, K, C): row b's positions at[b].
+
+    >>> take_positions(torch.arange(12.0).view(2, 3, 2), torch.tensor([[2], [0]])).tolist()
+    [[[4.0, 5.0]], [[6.0, 7.0]]]
+    """
+    return x.gather(1, at.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 @dataclass(frozen=True)

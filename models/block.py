@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from models.attention import CausalSelfAttention
+from models.batch import take_positions
 from models.relative_bias import RelativeAttentionBias, RelativeIndex
 from models.sprm import SPRM, SPRMConfig
 
@@ -92,7 +93,7 @@ class PantherBlock(nn.Module):
         need runs over all T (the normalized input the keys, values and convolutions read); queries,
         the branch outputs and the feed-forward run for K positions. Inference only (no dropout)."""
         h = self.norm_mix(x)
-        picked = x.gather(1, at.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (B, K, d)
+        picked = take_positions(x, at)  # (B, K, d)
         if self.attention is not None:
             bias = None
             if self.relative_bias is not None:

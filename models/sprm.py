@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from models.batch import take_positions
+
 
 @dataclass(frozen=True)
 class SPRMConfig:
@@ -142,8 +144,7 @@ class SPRM(nn.Module):
         over all T (they read earlier positions), the merge and the prototypes only at those K."""
         padded = F.pad(x, (0, 0, self._pad, 0))
         branches = torch.cat([branch.from_padded(padded, self._pad) for branch in self.branches], dim=-1)
-        picked = branches.gather(1, at.unsqueeze(-1).expand(-1, -1, branches.shape[-1]))  # (B, K, r·d)
-        return self.prototypes(F.gelu(self.merge(picked)))
+        return self.prototypes(F.gelu(self.merge(take_positions(branches, at))))  # merge: (B, K, r·d) → d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.recompute and self.training and torch.is_grad_enabled():

@@ -8,6 +8,7 @@ import doctest
 import pytest
 import torch
 
+import models.batch
 import models.panther
 from models.batch import PAD_ID, UNK_ID, SequenceBatch
 from models.losses import FullSoftmaxLoss
@@ -27,6 +28,7 @@ TINY = {"d_model": 16, "n_layers": 2, "n_heads": 2, "max_len": 12, "n_prototypes
 
 def test_doctests() -> None:
     assert doctest.testmod(models.panther).failed == 0
+    assert doctest.testmod(models.batch).failed == 0  # take_positions, what the serving read gathers with
 
 
 def _batch(tokens: torch.Tensor, lengths: list[int], profile: torch.Tensor | None = None) -> SequenceBatch:

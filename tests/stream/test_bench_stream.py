@@ -29,6 +29,11 @@ def test_percentiles_are_in_milliseconds() -> None:
 
 
 def test_state_lag_counts_the_lagged_scores_and_how_far_they_lag() -> None:
+    import doctest
+
+    import stream.bench_stream
+
+    assert doctest.testmod(stream.bench_stream).failed == 0
     assert state_lag([0, 0, 0]) == {"scores": 0, "max": 0, "mean": 0.0, "p99": 0.0}
     lags = [0] * 90 + [1] * 9 + [40]
     assert state_lag(lags) == {"scores": 10, "max": 40, "mean": 0.49, "p99": 1.39}

@@ -126,7 +126,12 @@ def test_the_fair_baseline_reads_the_profile_and_the_targets_compare_against_it(
 
 
 def test_a_fraud_is_cold_when_its_user_had_fewer_than_five_earlier_events() -> None:
+    import doctest
+
+    import models.fraud.bench
     from models.fraud.bench import history_groups
+
+    assert doctest.testmod(models.fraud.bench).failed == 0
 
     offsets = np.array([0, 6, 7])  # one user with six events, one with a single event
     labels = np.array([0, 0, 0, 0, 1, 1, 1], bool)
