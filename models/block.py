@@ -76,11 +76,7 @@ class PantherBlock(nn.Module):
         h = self.norm_mix(x)
         branches = []
         if self.attention is not None:
-            bias = None
-            if self.relative_bias is not None:
-                assert index is not None, "a block with a relative bias needs the RelativeIndex"
-                bias = self.relative_bias(index)
-            branches.append(self.attention(h, bias))
+            branches.append(self.attention(h, self._bias(index)))
         if self.sprm is not None:
             branches.append(self.sprm(h))
         x = x + self.drop(sum(branches[1:], branches[0]))
@@ -95,11 +91,14 @@ class PantherBlock(nn.Module):
         h = self.norm_mix(x)
         picked = take_positions(x, at)  # (B, K, d)
         if self.attention is not None:
-            bias = None
-            if self.relative_bias is not None:
-                assert index is not None, "a block with a relative bias needs the RelativeIndex"
-                bias = self.relative_bias(index)
-            picked = picked + self.attention.forward_at(h, at, bias)
+            picked = picked + self.attention.forward_at(h, at, self._bias(index))
         if self.sprm is not None:
             picked = picked + self.sprm.forward_at(h, at)
         return picked + self.ffn(self.norm_ffn(picked))
+
+    def _bias(self, index: RelativeIndex | None) -> torch.Tensor | None:
+        """The attention's additive relative bias (B | 1, 1, T, T), or None without one."""
+        if self.relative_bias is None:
+            return None
+        assert index is not None, "a block with a relative bias needs the RelativeIndex"
+        return self.relative_bias(index)

@@ -132,9 +132,12 @@ class SPRM(nn.Module):
 
     def local_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, d) → (B, T, d): the merged multi-scale local patterns (the prototype queries)."""
+        return F.gelu(self.merge(self._branches(x)))
+
+    def _branches(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) → (B, T, r·d): every dilated branch's output, side by side (the merge's input)."""
         padded = F.pad(x, (0, 0, self._pad, 0))  # one copy shared by every branch
-        branches = [branch.from_padded(padded, self._pad) for branch in self.branches]
-        return F.gelu(self.merge(torch.cat(branches, dim=-1)))
+        return torch.cat([branch.from_padded(padded, self._pad) for branch in self.branches], dim=-1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.prototypes(self.local_features(x))
@@ -142,9 +145,7 @@ class SPRM(nn.Module):
     def forward_at(self, x: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
         """`forward(x)` read only at positions `at` (B, K) → (B, K, d): the depthwise convolutions run
         over all T (they read earlier positions), the merge and the prototypes only at those K."""
-        padded = F.pad(x, (0, 0, self._pad, 0))
-        branches = torch.cat([branch.from_padded(padded, self._pad) for branch in self.branches], dim=-1)
-        return self.prototypes(F.gelu(self.merge(take_positions(branches, at))))  # merge: (B, K, r·d) → d
+        return self.prototypes(F.gelu(self.merge(take_positions(self._branches(x), at))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.recompute and self.training and torch.is_grad_enabled():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -29,6 +30,13 @@ class FraudContext:
     legit: Events
     extra_devices: int = 0  # attackers' phones and bots, numbered after the users' own 2 per user
     opened: np.ndarray | None = None  # (users,) when each account opened (`openings.py`), −1: before
+
+    @cached_property
+    def by_user(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The legitimate history in (user, time) order: (order into `legit`, users, times), sorted
+        once for every scenario that looks up a victim's own past."""
+        order = np.lexsort((self.legit.t, self.legit.user))
+        return order, self.legit.user[order], self.legit.t[order]
 
     def new_devices(self, k: int) -> np.ndarray:
         first = 2 * self.world.users.n + self.extra_devices
@@ -110,9 +118,7 @@ def _cold_victims(ctx: FraudContext, rng: np.random.Generator, k: int) -> tuple[
     victim = rng.permutation(pool)[:k] if len(pool) >= k else rng.choice(pool, size=k)
     opened = ctx.opened[victim]
     t0 = opened + rng.integers(3600, 48 * 3600, size=k)
-    legit = ctx.legit
-    order = np.lexsort((legit.t, legit.user))
-    users, times = legit.user[order], legit.t[order]
+    _, users, times = ctx.by_user
     first = np.searchsorted(users, victim, side="left")
     count = np.searchsorted(users, victim, side="right") - first
     has_fifth = count >= COLD_HISTORY
@@ -329,9 +335,9 @@ def routine_replay(ctx: FraudContext, rng: np.random.Generator, budget: int) -> 
     k = len(sizes)
     victim = ctx.victims(rng, k)
     t0 = ctx.times(rng, k, night=0.35)
-    order = np.lexsort((legit.t, legit.user))
-    key = legit.user[order].astype(np.int64) * (ctx.end + 1) + legit.t[order]
-    first = np.searchsorted(legit.user[order], victim, side="left")
+    order, users, times = ctx.by_user
+    key = users.astype(np.int64) * (ctx.end + 1) + times
+    first = np.searchsorted(users, victim, side="left")
     before = np.searchsorted(key, victim.astype(np.int64) * (ctx.end + 1) + t0, side="left")
     before = np.maximum(before, first + 1)  # victims have a history before the warm-up: ≥ 1 purchase
     low = np.maximum(first, before - REPLAY_POOL)
