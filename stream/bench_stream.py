@@ -208,16 +208,13 @@ def default_model(home: Path, size: str = "demo") -> tuple[Path, Path]:
     return root / "model", root / "data"
 
 
-def make_runs(path: Path, events: int, runs: int, first: int | None = None) -> list[list[Transaction]]:
-    """`runs` lists of `events` new transactions each (the first of `first`, when given): passes of
-    `path` with fresh txn ids, each list later in event time than the one before."""
+def make_runs(path: Path, sizes: list[int]) -> list[list[Transaction]]:
+    """One list of new transactions per entry of `sizes`: passes of `path` with fresh txn ids, each
+    list later in event time than the one before (a list starts a new pass)."""
     base = [t for chunk in read_events(path, Transaction) for t in chunk]
     if not base:
         raise PantherError(f"{path} has no transactions")
     plan = plan_passes(base[0].timestamp, max(t.timestamp for t in base), datetime.now(UTC))
-    sizes = [events] * runs
-    if first is not None and runs:
-        sizes[0] = first
     out, passes = [], 0
     for size in sizes:
         per_run = -(-size // len(base))
@@ -485,7 +482,8 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                      timeout_s: float = 300.0, say: Any = print, *,
                      deliveries: tuple[str, ...] = ("exactly_once", "at_least_once"),
                      sizes: tuple[str, ...] = ("demo",), processes: tuple[int, ...] = (1,),
-                     warmup_s: float = BROKER_WARMUP_S) -> dict[str, Any]:  # fmt: skip
+                     warmup_s: float = BROKER_WARMUP_S,
+                     warmup_events: int = WARMUP_EVENTS) -> dict[str, Any]:  # fmt: skip
     base = Settings()
     if model_dir is not None and data_dir is None:
         raise PantherError("--data is needed with --model (a directory with live.parquet or "
@@ -540,8 +538,10 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                 per_config = len(rates) + 1  # + the warm-up
                 paced_rate = min((r for r in rates if r is not None), default=1000.0)
                 paced_events = 0 if stack.broker_warm else round(paced_rate * warmup_s)
-                first = WARMUP_EVENTS + paced_events if paced_events else None
-                all_runs = make_runs(live, events, per_config * len(configs) + 1, first=first)
+                lengths = []  # per configuration: its warm-up (+ the paced broker warm-up first), its rates
+                for k in range(len(configs)):
+                    lengths += [warmup_events + (paced_events if k == 0 else 0), *[events] * len(rates)]
+                all_runs = make_runs(live, [*lengths, events])  # the last: the scorer and engine alone
                 say(f"{size}: scorer and engine alone ({scorer} scorer, {min(events, 5000)} events, "
                     f"batch {base.batch_max})")  # fmt: skip
                 reference = standalone(model, data / "profiles.parquet", all_runs[-1][:5000], base.batch_max,
@@ -551,10 +551,10 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                 for k, (count, delivery) in enumerate(configs):
                     warmup, *measured = all_runs[k * per_config : (k + 1) * per_config]
                     runs = list(zip(rates, measured, strict=True))
-                    paced = (paced_rate, warmup[WARMUP_EVENTS:]) if k == 0 and paced_events else None
+                    paced = (paced_rate, warmup[warmup_events:]) if k == 0 and paced_events else None
                     try:
                         results += run_stack(stack, size, model, data, triton, scorer, delivery, count, runs,
-                                             warmup[:WARMUP_EVENTS], timeout_s, reference, paced)  # fmt: skip
+                                             warmup[:warmup_events], timeout_s, reference, paced)  # fmt: skip
                     except PantherError as exc:  # one configuration failing does not void the others
                         say(f"{size} · {delivery} · {count} process(es) failed: {exc}")
                         failures.append({"size": size, "delivery": delivery, "processes": count,

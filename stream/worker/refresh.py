@@ -7,10 +7,11 @@ with a stale cached encoder state are queued here; one background task at a time
 states *ready*: the next batch reads a ready user from here instead of the table, and writes every
 ready state (with its fresh cache) to the table in its own transaction, so the cache survives a restart.
 
-Before a batch is scored (`settle`):
+Before a batch is scored (`prepare`, then `wait_for`):
 - normally (backlog ≤ `backlog_max`): a batch user still in the queue is taken out of it — the batch
-  encodes that user itself, once — and if one is being refreshed right now, the batch waits for that
-  call to finish (it is already running: waiting costs less than encoding the user again);
+  encodes that user itself, once — and the users being refreshed right now wait for that call to
+  finish (it is already running: waiting costs less than encoding them again). The batch scores its
+  other users first, while the refresh runs beside it (torch releases the GIL), then those;
 - overloaded (backlog > `backlog_max`): nothing waits; those users are scored from their last refresh
   and their scores carry `state_lag`. The stream never waits on a backlog and never drops an event.
 
@@ -34,6 +35,12 @@ from models.fraud.state import UserState, profile_tag
 from stream.engine import CachedProfile, ScoringEngine
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    stale_ok: frozenset[str]  # scored from their last refresh, with state_lag (overload)
+    waiting: frozenset[str]  # being refreshed right now: scored once that call has finished
 
 
 @dataclass
@@ -70,15 +77,28 @@ class StateRefresher:
         return len(self.queue) + len(self.running)
 
     async def settle(self, users: Iterable[str]) -> frozenset[str]:
-        """Prepare a batch of `users`; → the users it must score from their last refresh (overload)."""
+        """Prepare a batch of `users` and wait until none of them is being refreshed (`prepare`, then
+        `wait_for`); → the users it must score from their last refresh (overload)."""
+        plan = self.prepare(users)
+        await self.wait_for(plan.waiting)
+        return plan.stale_ok
+
+    def prepare(self, users: Iterable[str]) -> BatchPlan:
+        """Without waiting: take the batch's queued users out of the queue (it encodes them itself) and
+        say which must be scored from their last refresh (overload) and which are being refreshed now
+        (`waiting`: the batch scores the others first, then waits for those: `wait_for`)."""
         users = set(users)
         if self.backlog > self.backlog_max:
-            return frozenset(u for u in users if u in self.queue or u in self.running)
+            return BatchPlan(frozenset(u for u in users if u in self.queue or u in self.running), frozenset())
         for user in users & self.queue.keys():
             del self.queue[user]
+        return BatchPlan(frozenset(), frozenset(users & self.running.keys()))
+
+    async def wait_for(self, users: Iterable[str]) -> None:
+        """Until none of `users` is being refreshed (their refreshed states are then ready)."""
+        users = set(users)
         while self._task is not None and users & self.running.keys():
             await asyncio.shield(self._task)
-        return frozenset()
 
     def take_ready(self, users: Iterable[str]) -> dict[str, bytes]:
         """The refreshed states of `users` (newer than the table's): the batch reads and rewrites them."""

@@ -72,12 +72,12 @@ class ScoringAgent(BatchAgent):
     async def process(self, events: list[Any]) -> None:
         """Decode and score (nothing written yet), then write state and outputs as one transaction."""
         batch_started = started = time.perf_counter()
-        phase = self.metrics.phase_seconds
+        spent = dict.fromkeys(("decode", "settle", "load", "score", "outputs"), 0.0)  # one observation each
 
         def lap(name: str) -> None:
             nonlocal started
             now = time.perf_counter()
-            phase.labels(name).observe(now - started)
+            spent[name] += now - started
             started = now
 
         decoded = decode_events(events, Transaction, self.channels.transactions.get_topic_name(),
@@ -92,21 +92,40 @@ class ScoringAgent(BatchAgent):
         for partition, stamp in newest.items():
             self.sweep.observe(partition, round(stamp.timestamp() * 1000))
         lap("decode")
-        stale_ok = await self.refresher.settle(source)
-        lap("settle")
-        states = self._load_states(source)
+        plan = self.refresher.prepare(source)
         profiles = self._load_profiles(source)
         refreshed = await self._refresh_stale(profiles)
+        states = self._load_states({u: e for u, e in source.items() if u not in plan.waiting})
         lap("load")
         rows_before = self.engine.encoder_rows
-        outcomes = await self._score_with_backoff(txns, states, profiles, stale_ok, events) if txns else []
-        self.metrics.score_seconds.observe(time.perf_counter() - started)
+        outcomes: list[Any] = []
+        score_seconds = 0.0
+        if plan.waiting:  # the others first, while the refresh of these runs beside them
+            first = [txn for txn in txns if txn.user_id not in plan.waiting]
+            if first:
+                outcomes = await self._score_with_backoff(first, states, profiles, plan.stale_ok, events)
+            score_seconds += time.perf_counter() - started
+            lap("score")
+            await self.refresher.wait_for(plan.waiting)
+            lap("settle")
+            later = self._load_states({u: source[u] for u in plan.waiting})
+            second = [txn for txn in txns if txn.user_id in plan.waiting]
+            outcomes = _in_order(txns, outcomes, await self._score_with_backoff(second, later, profiles,
+                                                                               plan.stale_ok, events))
+            states.update(later)  # after scoring: the engine put their new states in `later`
+            score_seconds += time.perf_counter() - started
+        elif txns:
+            outcomes = await self._score_with_backoff(txns, states, profiles, plan.stale_ok, events)
+            score_seconds += time.perf_counter() - started
+        self.metrics.score_seconds.observe(score_seconds)
         self.metrics.encoder_rows.inc(self.engine.encoder_rows - rows_before)
         lap("score")
         behind = self.refresher.drain_ready()  # refreshed caches of other users: persisted with this batch
         outputs = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
         outputs += self._outputs(decoded.valid, outcomes)
         lap("outputs")
+        for name, seconds in spent.items():
+            self.metrics.phase_seconds.labels(name).observe(seconds)
 
         packed: dict[str, bytes] = {}  # the states as written: the refresh behind splices their tails
 
@@ -238,6 +257,14 @@ class ScoringAgent(BatchAgent):
             if self.app.rebalancing or self.app.consumer_generation_id != self.generation:
                 self.committer.drop(events, "a rebalance began while the batch waited for the scorer")
             await asyncio.sleep(min(remaining, PAUSE_POLL_S))
+
+
+def _in_order(txns: list[Transaction], first: list[Any], second: list[Any]) -> list[Any]:
+    """The outcomes of a batch scored in two parts (`first`: its users not being refreshed, in order;
+    `second`: the rest, in order), in the batch's order: each outcome's `txn` says whose it is."""
+    parts = iter(first), iter(second)
+    later = {outcome.txn.user_id for outcome in second}
+    return [next(parts[txn.user_id in later]) for txn in txns]
 
 
 def cached_is_fresh(cached: CachedProfile | None, engine: ScoringEngine, ttl_s: float) -> bool:

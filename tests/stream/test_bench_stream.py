@@ -56,12 +56,12 @@ def test_each_run_gets_new_transactions(tmp_path: Path) -> None:
         "merchant_id": ["m1", "m2", "m3"],
     })  # fmt: skip
     frame.to_parquet(tmp_path / "live.parquet")
-    runs = make_runs(tmp_path / "live.parquet", events=5, runs=2)
+    runs = make_runs(tmp_path / "live.parquet", [5, 5])
     assert [len(run) for run in runs] == [5, 5]
     ids = [t.txn_id for run in runs for t in run]
     assert len(set(ids)) == len(ids), "a replayed txn id would be skipped as a duplicate"
     assert all(t.timestamp > start for run in runs for t in run)
-    longer = make_runs(tmp_path / "live.parquet", events=5, runs=3, first=8)  # a paced warm-up first
+    longer = make_runs(tmp_path / "live.parquet", [8, 5, 5])  # a longer warm-up first
     assert [len(run) for run in longer] == [8, 5, 5]
     ids = [t.txn_id for run in longer for t in run]
     assert len(set(ids)) == len(ids)

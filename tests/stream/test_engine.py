@@ -146,6 +146,28 @@ async def test_refreshes_run_behind_one_call_at_a_time_and_become_ready() -> Non
     await refresher.close()
 
 
+async def test_a_batch_scores_its_other_users_before_waiting_for_the_refresh_of_some() -> None:
+    engine = FakeEngine(delay=0.05)
+    refresher = StateRefresher(engine, backlog_max=100, batch_max=2, owned=lambda s: True)  # type: ignore[arg-type]
+    refresher.submit(entries("a", "b", "c"))  # a, b: refreshing now; c: queued
+    plan = refresher.prepare({"a", "c", "x"})
+    assert plan.waiting == {"a"} and plan.stale_ok == frozenset()
+    assert "c" not in refresher.queue  # taken out: the batch encodes c itself
+    assert "a" in refresher.running and not refresher.ready  # nothing waited yet
+    await refresher.wait_for(plan.waiting)
+    assert "a" in refresher.ready and refresher.take_ready({"a"}) == {"a": b"a-state"}
+    await refresher.close()
+
+
+def test_a_batch_scored_in_two_parts_keeps_its_order() -> None:
+    from stream.worker.scoring_agent import _in_order
+
+    txns = [SimpleNamespace(user_id=u, n=i) for i, u in enumerate("abacb")]
+    first = [SimpleNamespace(txn=t) for t in txns if t.user_id != "b"]
+    second = [SimpleNamespace(txn=t) for t in txns if t.user_id == "b"]
+    assert [o.txn.n for o in _in_order(txns, first, second)] == [0, 1, 2, 3, 4]  # type: ignore[arg-type]
+
+
 async def test_an_overloaded_refresh_is_not_waited_for() -> None:
     engine = FakeEngine(delay=0.5)
     refresher = StateRefresher(engine, backlog_max=1, batch_max=1, owned=lambda s: True)  # type: ignore[arg-type]
