@@ -51,6 +51,7 @@ class Variant:
     head: dict[str, Any] = field(default_factory=dict)
     fit: dict[str, Any] = field(default_factory=dict)
     stacked: bool = False  # the head also reads an out-of-fold tree logit (a fifth input column)
+    residual: bool = False  # the head's logit is added to that tree logit: it learns what the trees miss
 
 
 VARIANTS: dict[str, Variant] = {
@@ -66,6 +67,9 @@ VARIANTS: dict[str, Variant] = {
     "hybrid_textcnn_stacked": Variant(variant="hybrid_textcnn", fit={"legit_keep": 0.3}, stacked=True),
     "hybrid_panther": Variant(variant="hybrid_panther"),
     "hybrid_panther_stacked": Variant(variant="hybrid_panther", stacked=True),
+    "dcn_residual": Variant(residual=True),
+    "hybrid_textcnn_residual": Variant(variant="hybrid_textcnn", fit={"legit_keep": 0.3}, residual=True),
+    "hybrid_panther_residual": Variant(variant="hybrid_panther", residual=True),
 }
 
 
@@ -111,6 +115,8 @@ class Bench:
         if v.stacked:
             column = self.stack_column(seed)[:, None]
             data = replace(data, features=np.concatenate([data.features, column], axis=1))
+        if v.residual:
+            data = replace(data, base_logit=self.stack_column(seed))
         fit = FitConfig(**({"seed": seed, "device": "cpu"} | v.fit))
         result = fit_variant(data, self.train, self.val, v.variant, fit, self.encoder, **v.head)
         return predict_logits(result.head, data, self.test)

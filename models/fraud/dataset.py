@@ -45,6 +45,9 @@ class FraudData:
     labels: np.ndarray | None  # (N,) bool, None when the frame has no labels
     scenarios: np.ndarray  # (N,) object scenario name or None
     max_len: int  # model window length
+    # (N,) float32 a fixed logit the head's output is added to, in training and prediction (None: 0).
+    # Stacking on another model's score as a residual: the head learns what that model misses.
+    base_logit: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.seqs.n_events

@@ -108,11 +108,19 @@ def predict_logits(head: FraudHead, data: FraudData, idx: np.ndarray, device: to
     head.eval().to(device)
     if encoder is not None:
         encoder.eval().to(device)
-    out = [
-        head(batch_inputs(data, idx[i : i + batch_size], head.config, device, encoder)).float().cpu().numpy()
-        for i in range(0, len(idx), batch_size)
-    ]
+    out = []
+    for i in range(0, len(idx), batch_size):
+        rows = idx[i : i + batch_size]
+        logits = with_base_logit(head(batch_inputs(data, rows, head.config, device, encoder)), data, rows)
+        out.append(logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def with_base_logit(logits: torch.Tensor, data: FraudData, idx: np.ndarray) -> torch.Tensor:
+    """(b,) the head's logits plus `data.base_logit` of events idx, when the data carries one."""
+    if data.base_logit is None:
+        return logits
+    return logits + torch.from_numpy(np.ascontiguousarray(data.base_logit[idx], np.float32)).to(logits.device)
 
 
 def fit_head(
@@ -160,7 +168,7 @@ def fit_head(
         total, steps = 0.0, 0
         for i in range(0, len(epoch_idx), fit.batch_size):
             idx = epoch_idx[i : i + fit.batch_size]
-            logits = head(batch_inputs(data, idx, config, device, tuned))
+            logits = with_base_logit(head(batch_inputs(data, idx, config, device, tuned)), data, idx)
             target = torch.from_numpy(labels[idx].astype(np.float32)).to(device)
             weight = torch.from_numpy(weights[i : i + fit.batch_size]).to(device)
             loss = F.binary_cross_entropy_with_logits(logits, target, weight=weight, pos_weight=pos_weight)

@@ -156,7 +156,7 @@ def test_the_head_variants_bench_prints_one_json_object(tiny, tmp_path) -> None:
     command = [sys.executable, str(root / "bench" / "fraud_heads.py"),
                "--transactions", str(tiny.transactions_path), "--profiles", str(tiny.profiles_path),
                "--model", str(tiny.model_dir), "--seeds", "0,1",
-               "--variants", "dcn_stacked,gbt_profile_deviation",
+               "--variants", "dcn_stacked,gbt_profile_deviation,dcn_residual",
                "--cache", str(tmp_path / "data.pkl"), "--json"]
     for _ in range(2):  # the second run reads the cached inputs
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=root, check=False)
@@ -164,7 +164,7 @@ def test_the_head_variants_bench_prints_one_json_object(tiny, tmp_path) -> None:
         report = json.loads(done.stdout)
         assert (tmp_path / "data.pkl").is_file()
     rows = report["variants"]
-    assert set(rows) == {"gbt_profile", "dcn_stacked", "gbt_profile_deviation"}
+    assert set(rows) == {"gbt_profile", "dcn_stacked", "gbt_profile_deviation", "dcn_residual"}
     assert set(rows["dcn_stacked"]["seeds"]) == {"0", "1"}
     pair = rows["dcn_stacked"]["ensemble_vs_fair"]["10%"]
     gap = rows["dcn_stacked"]["ensemble"]["recall@10%"] - rows["gbt_profile"]["ensemble"]["recall@10%"]

@@ -72,6 +72,29 @@ def test_head_trains_on_a_tiny_planted_set(tiny, planted: FraudData, variant: st
                                              deep_dims=(32,), cross_layers=2, numeric_encoding=encoding)
 
 
+def test_a_base_logit_is_added_in_training_and_prediction(tiny, planted: FraudData) -> None:
+    """Residual stacking: the head learns what a fixed base logit (another model's score) misses."""
+    labels = planted.labels
+    assert labels is not None
+    train, val, _, _ = chronological_split(planted.times, 0.7, 0.2)
+    rng = np.random.default_rng(0)
+    knows = rng.random(len(labels)) < 0.5  # the base model catches half of the frauds, surely
+    base = np.where(labels & knows, 6.0, 0.0).astype(np.float32)
+    stacked = replace(planted, base_logit=base)
+    fit = FitConfig(epochs=5, batch_size=32, lr=3e-3, patience=5)
+    result = fit_variant(stacked, train, val, "dcn", fit, tiny.model, deep_dims=(32,), cross_layers=2)
+    with_base = predict_logits(result.head, stacked, train)
+    alone = predict_logits(result.head, planted, train)
+    np.testing.assert_allclose(with_base - alone, base[train], atol=1e-5)
+    missed = train[~knows[train]]  # the head alone must find the frauds the base logit does not know
+    assert roc_auc_score(labels[missed], with_base[~knows[train]]) > 0.95
+    assert len(missed) and labels[missed].sum() > 5
+    perfect = replace(planted, base_logit=np.where(labels, 8.0, -8.0).astype(np.float32))
+    one_epoch = FitConfig(epochs=1, batch_size=32, lr=3e-3)
+    trained = fit_variant(perfect, train, val, "dcn", one_epoch, tiny.model, deep_dims=(32,), cross_layers=2)
+    assert trained.history[0]["loss"] < 0.05  # the loss saw the base: nothing was left to learn
+
+
 def test_piecewise_linear_encoding_of_known_bins() -> None:
     ple = PiecewiseLinear(1, 4)
     ple.fit(torch.arange(0.0, 9.0).unsqueeze(1))  # quartile edges 0, 2, 4, 6, 8
