@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from stream.events import Transaction
 from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import dead_letter_outputs, decode_events
-from stream.worker.refresh import StateRefresher, stale_states
+from stream.worker.refresh import BatchPlan, StateRefresher, stale_states
 from stream.worker.retention import RetentionSweep
 from stream.worker.tables import read_value, write_values
 from stream.worker.transactions import Output
@@ -98,28 +99,8 @@ class ScoringAgent(BatchAgent):
         states = self._load_states({u: e for u, e in source.items() if u not in plan.waiting})
         lap("load")
         rows_before = self.engine.encoder_rows
-        outcomes: list[Any] = []
-        score_seconds = 0.0
-        if plan.waiting:  # the others first, while the refresh of these runs beside them
-            first = [txn for txn in txns if txn.user_id not in plan.waiting]
-            if first:
-                outcomes = await self._score_with_backoff(first, states, profiles, plan.stale_ok, events)
-            score_seconds += time.perf_counter() - started
-            lap("score")
-            await self.refresher.wait_for(plan.waiting)
-            lap("settle")
-            later = self._load_states({u: source[u] for u in plan.waiting})
-            second = [txn for txn in txns if txn.user_id in plan.waiting]
-            outcomes = _in_order(txns, outcomes, await self._score_with_backoff(second, later, profiles,
-                                                                               plan.stale_ok, events))
-            states.update(later)  # after scoring: the engine put their new states in `later`
-            score_seconds += time.perf_counter() - started
-        elif txns:
-            outcomes = await self._score_with_backoff(txns, states, profiles, plan.stale_ok, events)
-            score_seconds += time.perf_counter() - started
-        self.metrics.score_seconds.observe(score_seconds)
+        outcomes, states = await self._score_batch(txns, source, plan, states, profiles, events, lap)
         self.metrics.encoder_rows.inc(self.engine.encoder_rows - rows_before)
-        lap("score")
         behind = self.refresher.drain_ready()  # refreshed caches of other users: persisted with this batch
         outputs = dead_letter_outputs(self.channels.dlq.get_topic_name(), decoded.dead)
         outputs += self._outputs(decoded.valid, outcomes)
@@ -161,6 +142,38 @@ class ScoringAgent(BatchAgent):
         self.metrics.batch_size.observe(len(events))
         self.metrics.batch_seconds.observe(time.perf_counter() - batch_started)
         self.metrics.events.labels("dead_letter").inc(len(decoded.dead))
+
+    async def _score_batch(self, txns: list[Transaction], source: dict[str, Any], plan: BatchPlan,
+                           states: dict[str, UserState | bytes], profiles: dict[str, CachedProfile | None],
+                           events: list[Any], lap: Callable[[str], None],
+                           ) -> tuple[list[Any], dict[str, UserState | bytes]]:  # fmt: skip
+        """→ the batch's outcomes, in its order, and every scored user's new state. `states`: those of
+        the users not being refreshed right now, who are scored first, while that refresh runs beside
+        them; the others (`plan.waiting`) once it has finished, from their refreshed states."""
+
+        async def score(part: list[Transaction], given: dict[str, UserState | bytes]) -> list[Any]:
+            return [] if not part else await self._score_with_backoff(part, given, profiles, plan.stale_ok,
+                                                                       events)  # fmt: skip
+
+        started = time.perf_counter()
+        if not plan.waiting:
+            outcomes = await score(txns, states)
+            self.metrics.score_seconds.observe(time.perf_counter() - started)
+            lap("score")
+            return outcomes, states
+        outcomes = await score([txn for txn in txns if txn.user_id not in plan.waiting], states)
+        seconds = time.perf_counter() - started
+        lap("score")
+        await self.refresher.wait_for(plan.waiting)
+        lap("settle")
+        started = time.perf_counter()
+        later = self._load_states({u: source[u] for u in plan.waiting})
+        second = [txn for txn in txns if txn.user_id in plan.waiting]
+        outcomes = _in_order(txns, outcomes, await score(second, later))
+        states.update(later)  # after scoring: the engine put their new states in `later`
+        self.metrics.score_seconds.observe(seconds + time.perf_counter() - started)
+        lap("score")
+        return outcomes, states
 
     def _outputs(self, valid: list[tuple[Any, Transaction]], outcomes: list[Any]) -> list[Output]:
         """The batch's scores and alerts, each on its input's partition; metrics counted here."""
