@@ -168,6 +168,33 @@ def test_a_batch_scored_in_two_parts_keeps_its_order() -> None:
     assert [o.txn.n for o in _in_order(txns, first, second)] == [0, 1, 2, 3, 4]  # type: ignore[arg-type]
 
 
+async def test_the_users_scored_after_the_refresh_come_back_with_their_new_states() -> None:
+    """The two-part batch (`ScoringAgent._score_batch`): each part's new states reach what is written,
+    the waiting users' too (a first version kept their old ones: their events were then lost from state)."""
+    from stream.worker.scoring_agent import ScoringAgent
+
+    refresher = StateRefresher(FakeEngine(delay=0.02), backlog_max=100, batch_max=10, owned=lambda s: True)  # type: ignore[arg-type]
+    refresher.submit(entries("b"))  # b is being refreshed when the batch arrives
+    agent = ScoringAgent.__new__(ScoringAgent)
+    agent.refresher = refresher
+    agent.metrics = SimpleNamespace(score_seconds=SimpleNamespace(observe=lambda seconds: None))
+    agent._load_states = lambda source: {**refresher.take_ready(source), **{u: b"old" for u in source}}  # type: ignore[method-assign]
+
+    async def score(txns, states, profiles, stale_ok, events):  # as the engine: new states into `states`
+        states.update({t.user_id: f"new-{t.user_id}" for t in txns})
+        return [SimpleNamespace(txn=t) for t in txns]
+
+    agent._score_with_backoff = score  # type: ignore[method-assign]
+    txns = [SimpleNamespace(user_id=u) for u in "abab"]
+    plan = refresher.prepare({"a", "b"})
+    assert plan.waiting == {"b"}
+    outcomes, states = await agent._score_batch(txns, {"a": 0, "b": 0}, plan, {"a": b"old"}, {}, [],  # type: ignore[arg-type]
+                                                lambda name: None)  # fmt: skip
+    assert [o.txn.user_id for o in outcomes] == list("abab")
+    assert states == {"a": "new-a", "b": "new-b"}
+    await refresher.close()
+
+
 async def test_an_overloaded_refresh_is_not_waited_for() -> None:
     engine = FakeEngine(delay=0.5)
     refresher = StateRefresher(engine, backlog_max=1, batch_max=1, owned=lambda s: True)  # type: ignore[arg-type]
