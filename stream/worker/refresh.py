@@ -76,13 +76,6 @@ class StateRefresher:
         """Users waiting for a refresh (queued or being refreshed)."""
         return len(self.queue) + len(self.running)
 
-    async def settle(self, users: Iterable[str]) -> frozenset[str]:
-        """Prepare a batch of `users` and wait until none of them is being refreshed (`prepare`, then
-        `wait_for`); → the users it must score from their last refresh (overload)."""
-        plan = self.prepare(users)
-        await self.wait_for(plan.waiting)
-        return plan.stale_ok
-
     def prepare(self, users: Iterable[str]) -> BatchPlan:
         """Without waiting: take the batch's queued users out of the queue (it encodes them itself) and
         say which must be scored from their last refresh (overload) and which are being refreshed now

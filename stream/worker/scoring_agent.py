@@ -169,7 +169,7 @@ class ScoringAgent(BatchAgent):
         started = time.perf_counter()
         later = self._load_states({u: source[u] for u in plan.waiting})
         second = [txn for txn in txns if txn.user_id in plan.waiting]
-        outcomes = _in_order(txns, outcomes, await score(second, later))
+        outcomes = _in_order(txns, outcomes, await score(second, later), plan.waiting)
         states.update(later)  # after scoring: the engine put their new states in `later`
         self.metrics.score_seconds.observe(seconds + time.perf_counter() - started)
         lap("score")
@@ -272,11 +272,11 @@ class ScoringAgent(BatchAgent):
             await asyncio.sleep(min(remaining, PAUSE_POLL_S))
 
 
-def _in_order(txns: list[Transaction], first: list[Any], second: list[Any]) -> list[Any]:
-    """The outcomes of a batch scored in two parts (`first`: its users not being refreshed, in order;
-    `second`: the rest, in order), in the batch's order: each outcome's `txn` says whose it is."""
+def _in_order(txns: list[Transaction], first: list[Any], second: list[Any],
+              later: frozenset[str]) -> list[Any]:  # fmt: skip
+    """The outcomes of a batch scored in two parts (`first`: the events of users not in `later`, in
+    order; `second`: those of the users in `later`, in order), in the batch's order."""
     parts = iter(first), iter(second)
-    later = {outcome.txn.user_id for outcome in second}
     return [next(parts[txn.user_id in later]) for txn in txns]
 
 
