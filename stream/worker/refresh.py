@@ -17,7 +17,9 @@ Before a batch is scored (`prepare`, then `wait_for`):
 
 A state written by a later batch supersedes a refresh of an older one (that refresh is dropped). A
 failed refresh is dropped too: the batch that next sees the user encodes it (exact either way).
-Entries of partitions this worker no longer owns are dropped before use.
+Entries of partitions this worker no longer owns are dropped before use, and so are those of an
+earlier consumer generation: a partition revoked and later given back may have been written by
+another worker meanwhile, so a state refreshed here before is no longer its newest.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Pending:
     state: UserState | bytes  # the state to refresh (UserState), or refreshed and ready (bytes)
     profile: CachedProfile | None
     written: bytes | None = None  # the state's bytes as its batch wrote them: the refresh splices its tail
+    generation: Any = None  # the consumer generation its batch was written in (`submit`)
 
 
 class StateRefresher:
@@ -59,11 +62,13 @@ class StateRefresher:
         batch_max: int,
         owned: Callable[[Any], bool],
         on_refreshed: Callable[[int, float], None] | None = None,
+        generation: Callable[[], Any] = lambda: None,
     ) -> None:
         self.engine = engine
         self.backlog_max = backlog_max
         self.batch_max = batch_max
         self.owned = owned  # is this source event's partition still ours?
+        self.generation = generation  # the consumer generation now
         self.on_refreshed = on_refreshed  # (rows, seconds) after each refresh call: metrics
         self.queue: dict[str, Pending] = {}
         self.running: dict[str, Pending] = {}
@@ -98,13 +103,13 @@ class StateRefresher:
         out: dict[str, bytes] = {}
         for user in users:
             entry = self.ready.pop(user, None)
-            if entry is not None and self.owned(entry.source):
+            if entry is not None and self._ours(entry):
                 out[user] = entry.state  # type: ignore[assignment]
         return out
 
     def drain_ready(self) -> list[tuple[str, Any, bytes]]:
         """(user, source, state bytes) of every ready state still ours: written with the next batch."""
-        out = [(user, e.source, e.state) for user, e in self.ready.items() if self.owned(e.source)]
+        out = [(user, e.source, e.state) for user, e in self.ready.items() if self._ours(e)]
         self.ready.clear()
         return out  # type: ignore[return-value]
 
@@ -116,13 +121,22 @@ class StateRefresher:
             if user in self.running:
                 self._superseded.add(user)
 
-    def submit(self, entries: dict[str, Pending]) -> None:
-        """Queue users whose written state has a stale cache (call after `written`)."""
+    def submit(self, entries: dict[str, Pending], generation: Any = None) -> None:
+        """Queue users whose written state has a stale cache (call after `written`); `generation`: the
+        consumer generation their batch was written in."""
+        for entry in entries.values():
+            entry.generation = generation
         self.queue.update(entries)
         self._kick()
 
+    def _ours(self, entry: Pending) -> bool:
+        """Still this worker's newest state of the user: same generation, partition still assigned."""
+        return entry.generation == self.generation() and self.owned(entry.source)
+
     def _kick(self) -> None:
-        if (self._task is not None and not self._task.done()) or not self.queue:
+        task = self._task
+        running = task is not None and not task.done() and task is not asyncio.current_task()
+        if running or not self.queue:  # (from its own `finally` the task is not done yet: it chains)
             return
         users = list(self.queue)[: self.batch_max]
         self.running = {user: self.queue.pop(user) for user in users}
@@ -130,7 +144,7 @@ class StateRefresher:
         self._task = asyncio.ensure_future(self._refresh())
 
     async def _refresh(self) -> None:
-        running = {u: e for u, e in self.running.items() if self.owned(e.source)}
+        running = {u: e for u, e in self.running.items() if self._ours(e)}
         try:
             started = time.perf_counter()
             states = {u: e.state for u, e in running.items()}
@@ -142,7 +156,7 @@ class StateRefresher:
                     state: UserState = entry.state  # type: ignore[assignment]
                     before = entry.written
                     raw = state.to_bytes() if before is None else state.to_bytes_after_refresh(before)
-                    self.ready[user] = Pending(entry.source, raw, entry.profile)
+                    self.ready[user] = Pending(entry.source, raw, entry.profile, generation=entry.generation)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next batch that sees these users encodes them: nothing is lost

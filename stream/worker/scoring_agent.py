@@ -59,7 +59,8 @@ class ScoringAgent(BatchAgent):
             self.metrics.refresh_seconds.observe(seconds)
 
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
-                                        self.settings.refresh_batch_max, owned, refreshed)  # fmt: skip
+                                        self.settings.refresh_batch_max, owned, refreshed,
+                                        lambda: self.app.consumer_generation_id)  # fmt: skip
         self.decode_profile = ProfileDecoder()
         self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
                                     self.settings.state_sweep_interval_s)
@@ -133,7 +134,7 @@ class ScoringAgent(BatchAgent):
             written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
             self.refresher.written(written)
             stale = stale_states(self.engine, {u: states[u] for u in written}, profiles, source, packed)
-            self.refresher.submit(stale)
+            self.refresher.submit(stale, self.generation)
 
         started = time.perf_counter()
         await self.committer.commit_batch(events, write, outputs, self.generation, on_written=refresh_behind)

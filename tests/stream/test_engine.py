@@ -153,6 +153,17 @@ async def test_refreshes_run_behind_one_call_at_a_time_and_become_ready() -> Non
     await refresher.close()
 
 
+async def test_the_queue_drains_without_another_batch() -> None:
+    """Each call starts the next from its own end (a first version waited for the next batch's submit:
+    in a stream gone quiet, the users queued behind a call stayed stale)."""
+    engine = FakeEngine(delay=0.01)
+    refresher = StateRefresher(engine, backlog_max=100, batch_max=1, owned=lambda s: True)  # type: ignore[arg-type]
+    refresher.submit(entries("a", "b", "c"))
+    await asyncio.sleep(0.2)
+    assert engine.calls == [["a"], ["b"], ["c"]] and set(refresher.ready) == {"a", "b", "c"}
+    await refresher.close()
+
+
 async def test_a_batch_scores_its_other_users_before_waiting_for_the_refresh_of_some() -> None:
     engine = FakeEngine(delay=0.05)
     refresher = StateRefresher(engine, backlog_max=100, batch_max=2, owned=lambda s: True)  # type: ignore[arg-type]
@@ -225,6 +236,27 @@ async def test_a_newer_write_supersedes_a_running_refresh_and_failures_are_dropp
     await asyncio.sleep(0.1)
     assert set(refresher.ready) == {"b"} and refresher.backlog == 0  # c failed (dropped), d not ours
     assert [user for user, *_ in refresher.drain_ready()] == ["b"]
+    await refresher.close()
+
+
+async def test_a_refresh_from_an_earlier_consumer_generation_is_never_used() -> None:
+    """A partition revoked and given back may have been written by another worker meanwhile: a state
+    this worker refreshed before the rebalance is then not the user's newest, and is dropped (the next
+    batch reads the table's and encodes it: exact). Running, ready and queued entries alike."""
+    generation = [1]
+    refresher = StateRefresher(FakeEngine(delay=0.02), backlog_max=100, batch_max=1, owned=lambda s: True,  # type: ignore[arg-type]
+                               generation=lambda: generation[0])  # fmt: skip
+    refresher.submit(entries("a", "b"), generation=1)  # a: refreshing now; b: queued
+    await settle(refresher, {"a"})
+    assert "a" in refresher.ready
+    generation[0] = 2  # a rebalance: the partition went away and came back
+    assert refresher.take_ready({"a"}) == {}
+    refresher.submit(entries("c"), generation=1)  # written by a batch of the old generation
+    await asyncio.sleep(0.1)
+    assert refresher.drain_ready() == [] and refresher.backlog == 0
+    refresher.submit(entries("d"), generation=2)
+    await settle(refresher, {"d"})
+    assert refresher.take_ready({"d"}) == {"d": b"d-state"}
     await refresher.close()
 
 
