@@ -90,7 +90,7 @@ class StateRefresher:
             return BatchPlan(frozenset(u for u in users if u in self.queue or u in self.running), frozenset())
         for user in users & self.queue.keys():
             del self.queue[user]
-        return BatchPlan(frozenset(), frozenset(users & self.running.keys()))
+        return BatchPlan(frozenset(), frozenset(users & self.running.keys() - self._superseded))
 
     async def wait_for(self, users: Iterable[str]) -> None:
         """Until none of `users` is being refreshed (their refreshed states are then ready)."""

@@ -229,6 +229,7 @@ async def test_a_newer_write_supersedes_a_running_refresh_and_failures_are_dropp
     refresher.submit(entries("a", "b"))
     await asyncio.sleep(0)
     refresher.written({"a"})  # a later batch wrote a: its running refresh must not land
+    assert refresher.prepare({"a"}).waiting == frozenset()  # nor be waited for: the batch encodes a itself
     await asyncio.sleep(0.1)
     assert set(refresher.ready) == {"b"}
     engine.fail = True

@@ -4,11 +4,16 @@ on its partition, so it never matters which worker owns it)."""
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from panther_common.ports import free_port
 from stream.produce import produce_file
 from stream.topics import create_topics
 from tests.stream.model_fixtures import tiny_model
@@ -16,6 +21,8 @@ from tests.stream.worker_harness import (
     FAUST_DEVLOG,
     Offline,
     WorkerProcess,
+    cache_profiles,
+    collect,
     exactly_once,
     offline,
     wait_for,
@@ -66,3 +73,64 @@ def test_two_workers_share_the_partitions_and_score_each_event_once(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_at_least_once_workers_joining_and_leaving_mid_stream_lose_nothing(
+    kafka_bootstrap: str, unique_topic, tmp_path: Path, tiny_model, offline: Offline
+) -> None:
+    """at_least_once scores the next batch while the one before is being delivered (`commit_behind.py`):
+    a batch in flight when a rebalance comes is dropped with the batch that read its states, or
+    committed before the partitions move. A second worker joins under traffic, then the first leaves
+    (SIGTERM, its batch in flight finishing): every event is scored, and every score, repeats included,
+    equals the uninterrupted in-process run's."""
+    model, data = tiny_model
+    first = worker_settings(kafka_bootstrap, unique_topic, tmp_path / "a", model, offline.threshold,
+                            partitions=4, delivery="at_least_once")  # fmt: skip
+    second = first.model_copy(update={"worker_data_dir": tmp_path / "b" / "worker", "web_port": free_port()})
+    create_topics(first)
+    workers = [WorkerProcess(settings, tmp_path / f"{name}.log", env=FAUST_DEVLOG, loglevel="info")
+               for name, settings in (("a", first), ("b", second))]  # fmt: skip
+
+    def assigned(worker: WorkerProcess) -> int:
+        status, body = worker.get("/ready")
+        return json.loads(body).get("assigned_partitions", 0) if status else 0
+
+    def recovered(worker: WorkerProcess) -> bool:
+        """`worker` owns every partition (4 each of 2 topics and 2 changelogs, and the assignor's leader
+        topic) and has restored its tables."""
+        status, body = worker.get("/ready")
+        flow = json.loads(body).get("flow", {}) if status else {}
+        restored = flow.get("recovery_completed") and not flow.get("in_recovery")
+        return assigned(worker) == 17 and bool(restored)
+
+    try:
+        workers[0].start()
+        workers[0].wait_ready(timeout_s=120)
+        cache_profiles(first, workers[0], data)
+        producing = threading.Thread(target=produce_file, kwargs={"show_progress": False}, daemon=True,
+                                     args=(offline.path, first.topic_transactions, first, 20.0))  # fmt: skip
+        producing.start()  # ~30 s of traffic
+        wait_for(lambda: workers[0].scored() >= 60, 60, "the first scores", workers)
+        workers[1].start()
+        joined = lambda: assigned(workers[1]) > 0 and workers[1].scored() > 0  # noqa: E731
+        wait_for(joined, 90, "the joiner's scores", workers)
+        first_scored = workers[0].scored()
+        workers[0].stop(signal.SIGTERM)
+        left_mid_stream = producing.is_alive()
+        producing.join(90)
+        ids = [t.txn_id for t in offline.txns]
+        # a stall fails here, with the survivor's diagnosis (its /ready, log, tasks)
+        wait_for(lambda: recovered(workers[1]), 120, "the survivor's recovery", workers[1:])
+        collect(first, first.topic_scores, len(ids), timeout_s=120)
+        time.sleep(3)  # a late repeat would arrive here
+        scores = collect(first, first.topic_scores, 10 * len(ids), timeout_s=5)
+        second_scored = workers[1].scored()
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert left_mid_stream, "the first worker should leave while events still arrive"
+    assert first_scored > 0 and second_scored > first_scored / 10, (first_scored, second_scored)
+    scored = {s["txn_id"] for s in scores}
+    assert scored == set(ids), f"{len(set(ids) - scored)} events never scored"
+    worst = max(abs(s["score"] - offline.scores[s["txn_id"]]) for s in scores)
+    assert worst <= 1e-5, f"a score (or its repeat) differs from the uninterrupted run by {worst}"
