@@ -103,9 +103,27 @@ def tally(fault: str, settings: Settings, offline: Offline, started: float, note
     assert scored == set(ids) and alerted == {s["txn_id"] for s in scores if s["alerted"]}
     live = {s["txn_id"]: s["score"] for s in scores}
     worst = max(abs(live[t] - offline.scores[t]) for t in ids)
-    assert worst <= TOLERANCE, f"live scores differ from the uninterrupted in-process run by {worst}"
+    assert worst <= TOLERANCE, (f"live scores differ from the uninterrupted in-process run by {worst}\n"
+                                + off_reference(scores, offline))  # fmt: skip
     assert alerted == offline.alerted
     return result
+
+
+def off_reference(scores: list[dict], offline: Offline, users: int = 3) -> str:
+    """Where live scores left the reference: for the users furthest off, each of their events in order
+    (live and reference score, state lag, when it was processed), so the first wrong one shows which
+    batch — before or after which rebalance, in the workers' logs — lost or repeated a state update."""
+    by_id = {s["txn_id"]: s for s in scores}
+    gap = {t: s["score"] - offline.scores[t] for t, s in by_id.items()}
+    worst = sorted(by_id, key=lambda t: -abs(gap[t]))
+    lines = []
+    for user in list(dict.fromkeys(by_id[t]["user_id"] for t in worst))[:users]:
+        lines.append(f"user {user}:")
+        for txn in (t for t in offline.txns if t.user_id == user and t.txn_id in by_id):
+            s = by_id[txn.txn_id]
+            lines.append(f"  {txn.txn_id} live {s['score']:.5f} reference {offline.scores[txn.txn_id]:.5f} "
+                         f"({gap[txn.txn_id]:+.5f}) lag {s['state_lag']} processed {s['processed_at']}")
+    return "\n".join(lines)
 
 
 def produce_in_background(settings: Settings, path: Path, rate: float | None) -> threading.Thread:
