@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -48,6 +47,7 @@ from tests.stream.worker_harness import (
     collect,
     kill_inside_an_open_transaction,
     offline,
+    produce_in_background,
     read_to_end,
     running_worker,
     serve_model,
@@ -124,15 +124,6 @@ def off_reference(scores: list[dict], offline: Offline, users: int = 3) -> str:
             lines.append(f"  {txn.txn_id} live {s['score']:.5f} reference {offline.scores[txn.txn_id]:.5f} "
                          f"({gap[txn.txn_id]:+.5f}) lag {s['state_lag']} processed {s['processed_at']}")
     return "\n".join(lines)
-
-
-def produce_in_background(settings: Settings, path: Path, rate: float | None) -> threading.Thread:
-    thread = threading.Thread(
-        target=produce_file, args=(path, settings.topic_transactions, settings, rate),
-        kwargs={"show_progress": False}, daemon=True,
-    )  # fmt: skip
-    thread.start()
-    return thread
 
 
 @pytest.fixture
@@ -394,11 +385,7 @@ def test_a_rebalance_during_a_triton_outage_in_pause_mode_loses_nothing(
         wait_for(lambda: first.metric("panther_scorer_up") == 0, 30, "the first worker to pause")
         second.start()
 
-        def assigned(worker: WorkerProcess) -> int:
-            status, body = worker.get("/ready")
-            return json.loads(body).get("assigned_partitions", 0) if status else 0
-
-        wait_for(lambda: assigned(second) > 0, 45, "the joiner's partitions while Triton is still down")
+        wait_for(lambda: second.assigned() > 0, 45, "the joiner's partitions while Triton is still down")
         during = time.monotonic() - down
         triton_server.start(wait_s=120)  # type: ignore[attr-defined]
         producing.join(60)

@@ -4,9 +4,7 @@ on its partition, so it never matters which worker owns it)."""
 
 from __future__ import annotations
 
-import json
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from tests.stream.worker_harness import (
     collect,
     exactly_once,
     offline,
+    produce_in_background,
     wait_for,
     worker_settings,
 )
@@ -91,28 +90,22 @@ def test_at_least_once_workers_joining_and_leaving_mid_stream_lose_nothing(
     workers = [WorkerProcess(settings, tmp_path / f"{name}.log", env=FAUST_DEVLOG, loglevel="info")
                for name, settings in (("a", first), ("b", second))]  # fmt: skip
 
-    def assigned(worker: WorkerProcess) -> int:
-        status, body = worker.get("/ready")
-        return json.loads(body).get("assigned_partitions", 0) if status else 0
-
     def recovered(worker: WorkerProcess) -> bool:
         """`worker` owns every partition (4 each of 2 topics and 2 changelogs, and the assignor's leader
         topic) and has restored its tables."""
-        status, body = worker.get("/ready")
-        flow = json.loads(body).get("flow", {}) if status else {}
+        ready = worker.ready()
+        flow = ready.get("flow", {})
         restored = flow.get("recovery_completed") and not flow.get("in_recovery")
-        return assigned(worker) == 17 and bool(restored)
+        return ready.get("assigned_partitions") == 17 and bool(restored)
 
     try:
         workers[0].start()
         workers[0].wait_ready(timeout_s=120)
         cache_profiles(first, workers[0], data)
-        producing = threading.Thread(target=produce_file, kwargs={"show_progress": False}, daemon=True,
-                                     args=(offline.path, first.topic_transactions, first, 20.0))  # fmt: skip
-        producing.start()  # ~30 s of traffic
+        producing = produce_in_background(first, offline.path, rate=20.0)  # ~30 s of traffic
         wait_for(lambda: workers[0].scored() >= 60, 60, "the first scores", workers)
         workers[1].start()
-        joined = lambda: assigned(workers[1]) > 0 and workers[1].scored() > 0  # noqa: E731
+        joined = lambda: workers[1].assigned() > 0 and workers[1].scored() > 0  # noqa: E731
         wait_for(joined, 90, "the joiner's scores", workers)
         first_scored = workers[0].scored()
         workers[0].stop(signal.SIGTERM)

@@ -107,6 +107,15 @@ class WorkerProcess:
             time.sleep(0.5)
         raise AssertionError("worker not ready:\n" + self.log.read_text()[-3000:])
 
+    def ready(self) -> dict:
+        """/ready's body (assigned partitions, scorer, Faust's flow state); {} while it does not answer."""
+        status, body = self.get("/ready")
+        return json.loads(body) if status else {}
+
+    def assigned(self) -> int:
+        """Partitions assigned to this worker, of every topic it reads (changelogs included)."""
+        return int(self.ready().get("assigned_partitions", 0))
+
     def metric(self, name: str, label: str = "") -> float:
         _, body = self.get("/metrics")
         total = 0.0
@@ -295,6 +304,16 @@ def exactly_once(settings: Settings, topic: str, txn_ids: list[str]) -> list[dic
     again = collect(settings, topic, len(txn_ids) + 1, timeout_s=5)
     assert len(again) == len(txn_ids)
     return records
+
+
+def produce_in_background(settings: Settings, path: Path, rate: float | None) -> threading.Thread:
+    """`path` into the transactions topic at `rate` events/s (None: full speed), on a daemon thread."""
+    thread = threading.Thread(
+        target=produce_file, args=(path, settings.topic_transactions, settings, rate),
+        kwargs={"show_progress": False}, daemon=True,
+    )  # fmt: skip
+    thread.start()
+    return thread
 
 
 def cache_profiles(settings: Settings, worker: WorkerProcess, data: Path) -> None:
