@@ -24,6 +24,7 @@ from models.fraud.deviation import DeviationConfig
 from models.fraud.features import FeatureSchema
 from models.fraud.head import FraudHead, head_config
 from models.fraud.head_io import save_head
+from models.fraud.trees import TreeLogit, categorical_columns, tree_inputs
 from models.panther import PantherModel, panther_config
 from models.profile_schema import ProfileSchema
 from models.tokenizer import StructuredTokenizer, TokenizerConfig
@@ -52,8 +53,10 @@ def make_artifact(
     with_head: bool = True,
     seed: int = 0,
     name: str = "panther",
+    residual: bool = False,
 ) -> Path:
-    """Write an artefact (tokenizer of ≈`vocab` ids, profile schema, PANTHER weights [+ fraud head])."""
+    """Write an artefact (tokenizer of ≈`vocab` ids, profile schema, PANTHER weights [+ fraud head
+    [+ the trees of a residual head, fitted on random rows]])."""
     rng = np.random.default_rng(seed)
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(vocab)]})
     tokenizer = StructuredTokenizer.fit(items, TokenizerConfig.for_items("item_id", top_k=vocab))
@@ -74,5 +77,20 @@ def make_artifact(
     if with_head:
         features = FeatureSchema()
         head = FraudHead(head_config("hybrid_panther", features.width, d_model=d_model, deep_dims=(32,)))
-        save_head(out, head.eval(), features, DeviationConfig(), temperature=1.0)
+        trees = _trees(features.width, schema.cardinalities, rng) if residual else None
+        save_head(out, head.eval(), features, DeviationConfig(), temperature=1.0, trees=trees)
     return Path(out)
+
+
+def _trees(width: int, cardinalities: list[int], rng: np.random.Generator) -> TreeLogit:
+    """Small trees over (features, profile ids) of random rows: a residual head's served part."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    n = 2000
+    features = rng.normal(size=(n, width)).astype(np.float32)
+    profile = np.stack([rng.integers(0, c, n) for c in cardinalities], axis=1)
+    labels = features[:, 0] + (profile[:, 0] % 2) + rng.normal(size=n) > 1.5
+    categorical = categorical_columns(width, profile)
+    model = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=8, early_stopping=False,
+                                           categorical_features=categorical, random_state=0)  # fmt: skip
+    return TreeLogit.from_sklearn(model.fit(tree_inputs(features, profile), labels), categorical)

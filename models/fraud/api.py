@@ -10,7 +10,7 @@ Both read the canonical files of DESIGN.md; optional fields that are missing are
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from models.fraud.head import HEAD_VARIANTS, head_config
 from models.fraud.head_io import HEAD_JSON, HEAD_NAME, load_head, model_temperature, save_head
 from models.fraud.metrics import fraud_metrics
 from models.fraud.train import FitConfig, FitResult, fit_head, predict_logits
+from models.fraud.trees import residual_base
 from models.panther import PantherModel
 from models.training.pretrain import read_table
 from models.training.runtime import resolve_device
@@ -77,9 +78,14 @@ def fit_fraud(
     fine_tune: bool = False,
     seed: int = 0,
     fit_overrides: dict[str, Any] | None = None,
+    residual: bool = False,
 ) -> dict[str, Any]:
     """Train the fraud head on every labelled event (the last `val_fraction` of time for early stopping)
-    and save it into the artefact. → JSON-able summary."""
+    and save it into the artefact. → JSON-able summary.
+
+    `residual=True`: gradient-boosted trees over the same hand-made inputs are fitted first, and the
+    head learns what they miss — its logit is added to theirs (out of fold on the training period,
+    `models.fraud.trees.residual_base`); the trees ship in the artefact and are served with the head."""
     if variant not in HEAD_VARIANTS:
         raise ValueError(f"variant must be one of {HEAD_VARIANTS}")
     start = time.perf_counter()
@@ -92,16 +98,22 @@ def fit_fraud(
         raise ValueError(f"{transactions_path} has no is_fraud labels: fit-fraud needs labelled data")
     train, val, _, _ = chronological_split(data.times, 1.0, val_fraction)
     fit = FitConfig(epochs=epochs, device=str(dev), fine_tune=fine_tune, seed=seed, **(fit_overrides or {}))
+    trees = None
+    if residual:
+        profile = data.profile[data.seqs.user_of_event]
+        base, trees = residual_base(data.features, profile, data.labels, train, val, seed=seed)
+        data = replace(data, base_logit=base)
     result = fit_variant(data, train, val, variant, fit, loaded.encoder)
     summary = {
-        "variant": variant, "train_events": len(train), "val_events": len(val),
+        "variant": variant, "residual": residual, "train_events": len(train), "val_events": len(val),
         "train_fraud": int(data.labels[train].sum()), "val_fraud": int(data.labels[val].sum()),
         "best_epoch": result.best_epoch, "val_pr_auc": result.best_val_pr_auc, "history": result.history,
         "fit_config": fit.to_dict(), "disabled_fields": schema.disabled,
         "cached_state": cached_state(result.head.config, result.encoder is not None),
     }
     encoder_state = result.encoder.state_dict() if result.encoder is not None else None
-    save_head(model_dir, result.head, schema, deviation, loaded.temperature, summary, encoder_state)
+    save_head(model_dir, result.head, schema, deviation, loaded.temperature, summary, encoder_state,
+              trees=trees)
     return {"command": "fit-fraud", "model": str(model_dir), **summary,
             "wall_s": round(time.perf_counter() - start, 1)}
 
@@ -138,6 +150,8 @@ def score_frame(model_dir: str | Path, transactions_path: str | Path, profiles_p
     if bundle.encoder_state is not None:
         tuned = PantherModel.from_artifact(loaded.artifact)
         tuned.load_state_dict(bundle.encoder_state)
+    if bundle.trees is not None:
+        data = replace(data, base_logit=bundle.trees(data.features, data.profile[data.seqs.user_of_event]))
     logits = predict_logits(bundle.head, data, np.arange(len(data)), dev, encoder=tuned)
     return data, 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 

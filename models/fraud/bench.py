@@ -34,6 +34,7 @@ from models.fraud.features import FeatureSchema
 from models.fraud.head_io import save_head
 from models.fraud.metrics import DEFAULT_KS, fraud_metrics, per_scenario_recall
 from models.fraud.train import FitConfig, FitResult, predict_logits
+from models.fraud.trees import categorical_columns, tree_inputs
 from models.training.compare import device_name
 from models.training.pretrain import pretrain_transactions
 from models.training.runtime import resolve_device, seed_everything
@@ -160,15 +161,10 @@ def _baselines(data: FraudData, split: Split, schema: FeatureSchema, gbt_config:
 
 
 def gbt_profile_inputs(data: FraudData) -> tuple[np.ndarray, np.ndarray]:
-    """(N, F + P) the transaction features and the user's profile ids; (F + P,) which are categories.
-
-    Everything hand-made the hybrid reads: the features (merchant risk level among them) directly, the
-    profile through e_u. Profile ids are categories for the trees where they fit HistGradientBoosting's
-    255-level limit, numbers otherwise."""
+    """(N, F + P) the transaction features and the user's profile ids; (F + P,) which are categories
+    (`models.fraud.trees`: the same columns the residual head's served trees read)."""
     profile = data.profile[data.seqs.user_of_event]
-    categorical = np.concatenate([np.zeros(data.features.shape[1], dtype=bool),
-                                  profile.max(axis=0, initial=0) < 255])  # fmt: skip
-    return np.concatenate([data.features, profile.astype(np.float32)], axis=1), categorical
+    return tree_inputs(data.features, profile), categorical_columns(data.features.shape[1], profile)
 
 
 def _heads(data: FraudData, split: Split, base: FitConfig, textcnn_legit_keep: float, loaded: Loaded,

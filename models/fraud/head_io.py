@@ -4,7 +4,9 @@
 but has no slot for an extra JSON config, so the head's config — head architecture, feature schema
 (names, vocabularies, state bounds), deviation settings, the softmax temperature, fit summary — lives in
 `fraud_head.json` beside it, which records the SHA-256 of the weights it belongs to; loading refuses a
-pair that does not match. A fine-tuned encoder (optional) is `fraud_encoder.safetensors`.
+pair that does not match. A fine-tuned encoder (optional) is `fraud_encoder.safetensors`; a residual
+head's trees (optional, `models.fraud.trees`) are `fraud_trees.safetensors`: their logit is added to the
+head's wherever it is served.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from models.artifact import Artifact, ArtifactError, file_sha256, load_artifact,
 from models.fraud.deviation import DeviationConfig
 from models.fraud.features import FeatureSchema
 from models.fraud.head import FraudHead, HeadConfig
-from models.fraud.head_files import ENCODER_NAME, HEAD_JSON, HEAD_NAME
+from models.fraud.head_files import ENCODER_NAME, HEAD_JSON, HEAD_NAME, TREES_NAME
+from models.fraud.trees import TreeLogit
 
-__all__ = ["ENCODER_NAME", "HEAD_JSON", "HEAD_NAME", "HeadBundle", "load_head", "model_temperature",
-           "save_head"]  # fmt: skip
+__all__ = ["ENCODER_NAME", "HEAD_JSON", "HEAD_NAME", "TREES_NAME", "HeadBundle", "load_head",
+           "model_temperature", "save_head"]  # fmt: skip
 
 FORMAT_VERSION = 1
 
@@ -36,6 +39,7 @@ class HeadBundle:
     temperature: float
     encoder_state: dict[str, torch.Tensor] | None  # fine-tuned encoder weights, if any
     info: dict[str, Any]  # the whole fraud_head.json
+    trees: TreeLogit | None = None  # a residual head's trees: their logit is added to the head's
 
 
 def model_temperature(artifact: Artifact) -> float:
@@ -53,15 +57,18 @@ def save_head(
     summary: dict[str, Any] | None = None,
     encoder_state: dict[str, torch.Tensor] | None = None,
     metrics: dict[str, Any] | None = None,
+    trees: TreeLogit | None = None,
 ) -> Path:
-    """Re-save the artefact with the head's weights (+ fine-tuned encoder) and write fraud_head.json."""
+    """Re-save the artefact with the head's weights (+ fine-tuned encoder, + a residual head's trees)
+    and write fraud_head.json."""
     art = load_artifact(model_dir)
     extra = dict(art.extra_weights)
     extra[HEAD_NAME] = head.state_dict()
-    if encoder_state is not None:
-        extra[ENCODER_NAME] = encoder_state
-    else:
-        extra.pop(ENCODER_NAME, None)
+    for name, part in ((ENCODER_NAME, encoder_state), (TREES_NAME, _tensors(trees))):
+        if part is not None:
+            extra[name] = part
+        else:
+            extra.pop(name, None)
     all_metrics = dict(art.metrics) | ({"fraud": metrics} if metrics is not None else {})
     out = save_artifact(model_dir, art.config["model"], art.tokenizer, art.profile_schema, art.state_dict,
                         all_metrics, extra, training_data_hash=art.config.get("training_data_hash"))
@@ -74,6 +81,7 @@ def save_head(
         "weights_sha256": file_sha256(out / f"{HEAD_NAME}.safetensors"),
         "model_version": art.model_version,
         "fine_tuned_encoder": encoder_state is not None,
+        "residual_trees": trees is not None,
         "summary": summary or {},
         "serving": serving_contract(head, schema, art.config["model"], encoder_state is not None),
     }
@@ -81,6 +89,10 @@ def save_head(
     tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", "utf-8")
     tmp.replace(out / HEAD_JSON)
     return out
+
+
+def _tensors(trees: TreeLogit | None) -> dict[str, torch.Tensor] | None:
+    return None if trees is None else {k: torch.from_numpy(v) for k, v in trees.state_dict().items()}
 
 
 def serving_contract(head: FraudHead, schema: FeatureSchema, encoder: dict[str, Any],
@@ -121,4 +133,15 @@ def load_head(artifact: Artifact, device: str | torch.device = "cpu") -> HeadBun
         temperature=float(info.get("temperature", model_temperature(artifact))),
         encoder_state=artifact.extra_weights.get(ENCODER_NAME),
         info=info,
+        trees=_trees(artifact, info),
     )
+
+
+def _trees(artifact: Artifact, info: dict[str, Any]) -> TreeLogit | None:
+    state = artifact.extra_weights.get(TREES_NAME)
+    if not info.get("residual_trees"):
+        return None
+    if state is None:
+        raise ArtifactError(f"{artifact.path}: the residual head's trees ({TREES_NAME}) are missing: "
+                            "re-run fit-fraud")
+    return TreeLogit.from_state_dict({k: v.numpy() for k, v in state.items()})

@@ -47,6 +47,7 @@ from models.fraud.head import FraudHead, HeadInputs
 from models.fraud.head_io import load_head
 from models.fraud.reasons import SignalMap, integrated_gradients
 from models.fraud.traced import EncoderCall, serving_encoder
+from models.fraud.trees import TreeLogit
 from models.panther import PantherModel
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -66,6 +67,7 @@ class FraudScorer:
         tuned_encoder: PantherModel | None = None,
         device: str | torch.device = "cpu",
         reason_steps: int = 8,
+        trees: TreeLogit | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.encoder = encoder.eval().to(self.device)
@@ -76,6 +78,7 @@ class FraudScorer:
         self.temperature = temperature
         self.model_version = model_version
         self.reason_steps = reason_steps
+        self.trees = trees  # a residual head's: their logit is added to the head's (`_logit`)
         self.signals = SignalMap.build(head, schema.signals)
         self.artifact: Artifact | None = None
         self._encoder_call: EncoderCall = self.encoder.hidden_at  # the refresh's (`trace_for_serving`)
@@ -100,7 +103,7 @@ class FraudScorer:
             tuned = PantherModel.from_artifact(art)
             tuned.load_state_dict(bundle.encoder_state)
         scorer = cls(encoder, bundle.head, bundle.schema, bundle.deviation, bundle.temperature,
-                     art.model_version, tuned, device)
+                     art.model_version, tuned, device, trees=bundle.trees)
         scorer.artifact = art
         return scorer
 
@@ -162,6 +165,16 @@ class FraudScorer:
         encoded = encoded.reshape(r, k, -1)
         return torch.where((positions >= 0).unsqueeze(-1), encoded, torch.zeros_like(encoded)).float()
 
+    def _logit(self, blocks: dict[str, torch.Tensor], txn_features: ArrayLike,
+               profile: ArrayLike) -> torch.Tensor:  # fmt: skip
+        """(B,) the head's logit, plus the trees' for a residual head (reasons explain the head's part:
+        `integrated_gradients` attributes `head.fuse`, the trees' logit is a per-row constant to it)."""
+        logit = self.head.fuse(blocks)
+        if self.trees is None:
+            return logit
+        tree = self.trees(_numpy(txn_features), _numpy(profile))
+        return logit + torch.from_numpy(tree).to(device=logit.device, dtype=logit.dtype)
+
     @torch.no_grad()
     def score_state(
         self,
@@ -190,7 +203,7 @@ class FraudScorer:
         inputs = HeadInputs(features=self._t(txn_features, torch.float32), hidden=head_hidden, user=e_u,
                             deviation=dev, sequence=own if kind == "textcnn" else None)  # fmt: skip
         blocks = self.head.blocks(inputs)
-        logit = self.head.fuse(blocks)
+        logit = self._logit(blocks, txn_features, profile)
         p_fraud = torch.sigmoid(logit).float()
         out: dict[str, Any] = {
             "p_fraud": p_fraud,
@@ -235,7 +248,7 @@ class FraudScorer:
             inputs = HeadInputs(features=self._t(txn_features, torch.float32), hidden=hidden_for_head.float(),
                                 window_tokens=tokens_t, window_lengths=lengths_t, user=e_u, deviation=dev)
             blocks = self.head.blocks(inputs)
-            logit = self.head.fuse(blocks)
+            logit = self._logit(blocks, txn_features, profile)
         out: dict[str, Any] = {
             "p_fraud": torch.sigmoid(logit).float(),
             "logit": logit.float(),
@@ -249,3 +262,7 @@ class FraudScorer:
         if reasons:
             out["reasons"] = integrated_gradients(self.head, blocks, self.signals, self.reason_steps)
         return {k: v.detach().cpu().numpy() for k, v in out.items()}
+
+
+def _numpy(value: ArrayLike) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)

@@ -1,4 +1,4 @@
-"""The worker image carries no torch, scikit-learn, matplotlib or honcho (deploy/worker/Dockerfile's
+"""The worker image carries no torch, scikit-learn, treelite, matplotlib or honcho (deploy/worker/Dockerfile's
 WITHOUT): every command it runs must import without them."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import sys
 
 from tests.deploy.manifests import ROOT
 
-ABSENT = ("torch", "sklearn", "matplotlib", "honcho")
+ABSENT = ("torch", "sklearn", "treelite", "matplotlib", "honcho")
 
 
 def test_the_worker_commands_import_without_what_the_lean_image_leaves_out() -> None:
     dockerfile = (ROOT / "deploy/worker/Dockerfile").read_text()
-    assert 'ARG WITHOUT="torch scikit-learn matplotlib honcho"' in dockerfile
+    assert 'ARG WITHOUT="torch scikit-learn treelite matplotlib honcho"' in dockerfile
     code = (
         "import sys\n"
         f"for name in {ABSENT!r}: sys.modules[name] = None  # import fails as if not installed\n"

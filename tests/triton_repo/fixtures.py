@@ -32,9 +32,10 @@ class Served:
 _SERVED: dict[str, Served] = {}
 
 
-def tiny_artifact(tmp: Path, with_head: bool = True, seed: int = 0) -> Path:
+def tiny_artifact(tmp: Path, with_head: bool = True, seed: int = 0, residual: bool = False) -> Path:
     return make_artifact(
-        tmp, vocab=500, d_model=16, n_layers=1, max_len=MAX_LEN, with_head=with_head, seed=seed
+        tmp, vocab=500, d_model=16, n_layers=1, max_len=MAX_LEN, with_head=with_head, seed=seed,
+        residual=residual,
     )
 
 
@@ -58,13 +59,14 @@ def _announce(config: pytest.Config, message: str) -> None:
 
 
 def shared_served(request: pytest.FixtureRequest) -> Served:
-    """The run's tritonserver with every model of the tiny artefact (the reference too), ready."""
+    """The run's tritonserver with every model of the tiny artefact (the reference too), ready. Its head
+    is a residual one (trees served beside it), so every Triton-against-in-process test covers them."""
     require_tritonserver()
     served = _SERVED.get("main")
     if served is None:
         factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
         root = factory.mktemp("served")
-        artifact = tiny_artifact(root / "model")
+        artifact = tiny_artifact(root / "model", residual=True)
         export_model_repository(artifact, root / "repo", max_batch_size=256, queue_delay_us=2000,
                                 reference=True)  # fmt: skip
         server = new_server(root / "repo", root / "home")

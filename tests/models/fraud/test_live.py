@@ -8,6 +8,7 @@ The fixture fits a (1-epoch) head into a copy of the tiny artefact with `fit_fra
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -158,6 +159,37 @@ def test_fine_tuned_encoder_is_saved_and_served(tiny, tmp_path: Path) -> None:
     data, bulk_scores = score_frame(model_dir, tiny.transactions_path, tiny.profiles_path, device="cpu")
     bulk = dict(zip(tiny.txns["txn_id"].to_numpy()[data.row], bulk_scores, strict=True))
     np.testing.assert_allclose(live, [bulk[t] for t in txn_ids[:80]], rtol=1e-4, atol=1e-5)
+
+
+def test_a_residual_head_serves_its_trees_live_as_in_bulk(tiny, tmp_path: Path) -> None:
+    """`fit_fraud(residual=True)`: the trees ship in the artefact; live scores (the head's logit plus
+    the trees') equal the bulk path's, and without the trees the head alone scores something else."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny.model_dir, model_dir)
+    summary = fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu",
+                        residual=True, fit_overrides={"batch_size": 512})  # fmt: skip
+    assert summary["residual"] and (model_dir / "fraud_trees.safetensors").is_file()
+    scorer = FraudScorer.from_artifact(model_dir)
+    assert scorer.trees is not None
+    events, txn_ids = live_events(tiny, scorer)
+    live = run_live(scorer, events[:120], batch=40)
+    data, bulk_scores = score_frame(model_dir, tiny.transactions_path, tiny.profiles_path, device="cpu")
+    bulk = dict(zip(tiny.txns["txn_id"].to_numpy()[data.row], bulk_scores, strict=True))
+    np.testing.assert_allclose(live, [bulk[t] for t in txn_ids[:120]], rtol=1e-4, atol=1e-5)
+    scorer.trees = None
+    assert np.abs(np.asarray(run_live(scorer, events[:120], batch=40)) - live).max() > 1e-3
+
+
+def test_a_residual_artefact_without_its_trees_is_refused(tiny, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny.model_dir, model_dir)
+    fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu", residual=True,
+              fit_overrides={"batch_size": 512})
+    config = json.loads((model_dir / "config.json").read_text())
+    del config["weights"]["fraud_trees.safetensors"]
+    (model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="trees"):
+        FraudScorer.from_artifact(model_dir)
 
 
 def test_evaluate_without_a_head_says_why(tiny) -> None:
