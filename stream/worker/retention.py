@@ -30,6 +30,8 @@ from models.fraud.state import UserState
 from stream.worker.tables import delete_value
 from stream.worker.transactions import Output
 
+FAUST_KEYS = b"__faust"  # Faust's own keys in a store's database (the changelog offset): never a user
+
 
 class RetentionSweep:
     def __init__(self, retention_ms: int | None, keys_per_batch: int, interval_s: float = 0.0) -> None:
@@ -59,7 +61,8 @@ class RetentionSweep:
                 self._cursor[partition] = None  # wrapped: the next scan starts again at the first key
                 break
             key = bytes(scan.key())
-            if key not in busy and UserState.last_time_of(scan.value()) < horizon:
+            spared = key in busy or key.startswith(FAUST_KEYS)
+            if not spared and UserState.last_time_of(scan.value()) < horizon:
                 found.append(key)
             scan.next()
         else:

@@ -87,6 +87,23 @@ def test_a_partition_is_scanned_at_most_once_per_interval(tmp_path: Path, monkey
     db.close()
 
 
+def test_fausts_changelog_offset_is_never_swept(tmp_path: Path) -> None:
+    """Faust keeps the changelog offset it has applied in the same database (`__faust\0offset__`): its
+    value is no state, and read as one it looked idle since 1970, so every scan deleted it and sent
+    a tombstone for it down the changelog."""
+    db = _db(tmp_path / "w")
+    now = 1_700_000_000_000
+    db.put(b"__faust\0offset__", b"41")
+    db.put(b"u0", _state(now - 500 * DAY_MS))
+    sweep = RetentionSweep(retention_ms=400 * DAY_MS, keys_per_batch=8)
+    sweep.observe(0, now)
+    table = _Table(db, "cl")
+    source = SimpleNamespace(message=SimpleNamespace(partition=0))
+    assert [o.key for o in sweep.deletions(table, table, [source], set())] == [b"u0"]
+    assert db.get(b"__faust\0offset__") == b"41"
+    db.close()
+
+
 def test_no_retention_sweeps_nothing(tmp_path: Path) -> None:
     db = _db(tmp_path / "w")
     db.put(b"u0", _state(0))
