@@ -13,6 +13,7 @@ from stream.worker.batches import channel_batches, natural_batches
 from stream.worker.channels import Channels
 from stream.worker.fetch import direct_hand_off
 from stream.worker.metrics import WorkerMetrics
+from stream.worker.recovery import ask_the_broker
 from stream.worker.sequence import PartitionSequencer, keep_every_record
 from stream.worker.stall_watch import StallWatch
 from stream.worker.tables import Tables
@@ -74,6 +75,7 @@ class BatchAgent:
         # Agents start before the fetcher (it starts once recovery ends), and the consumer must not be
         # built earlier than Faust builds it (it reads the app's transaction mode when it is created).
         keep_every_record(self.app.consumer, [getattr(self.channels, self.topic_role).get_topic_name()])
+        ask_the_broker(self.app.consumer)  # before the first rebalance's table recovery (recovery.py)
         batches = natural_batches
         if self.settings.ingest == "direct":
             direct_hand_off(self.app.consumer)
