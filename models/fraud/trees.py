@@ -116,9 +116,16 @@ def residual_base(features: np.ndarray, profile: np.ndarray, labels: np.ndarray,
     x = tree_inputs(features, profile)
     categorical = categorical_columns(features.shape[1], profile[train])
     y = np.asarray(labels).astype(np.int64)
+    if np.unique(y[train]).size < 2:
+        raise ValueError("the residual head's trees need both frauds and legitimate events in the training "
+                         "period")
     served = fit_trees(x, y, train, val, categorical, seed)
     column = served(features, profile)
     for fold in np.array_split(train, folds):
         others = np.setdiff1d(train, fold)
+        if np.unique(y[others]).size < 2:  # e.g. every fraud in this block: trees would learn nothing
+            positives = float(y[others].sum())
+            column[fold] = np.log((positives + 0.5) / (len(others) - positives + 0.5))  # the prior's logit
+            continue
         column[fold] = fit_trees(x, y, others, val, categorical, seed)(features[fold], profile[fold])
     return column, served

@@ -81,3 +81,14 @@ def test_copied_and_pickled_through_its_bytes(fitted) -> None:
     features, profile, _ = _rows(16, seed=4)
     for again in (copy.deepcopy(trees), pickle.loads(pickle.dumps(trees))):
         np.testing.assert_array_equal(again(features, profile), trees(features, profile))
+
+
+def test_a_block_whose_other_blocks_hold_no_fraud_gets_the_prior_and_no_fraud_at_all_is_refused() -> None:
+    features, profile, _ = _rows(1200, seed=5)
+    labels = np.zeros(1200, dtype=bool)
+    labels[200:300:5] = True  # every training fraud in the first of three blocks
+    train, val = np.arange(900), np.arange(900, 1200)
+    column, _ = residual_base(features, profile, labels, train, val, folds=3)
+    np.testing.assert_allclose(column[:300], np.log(0.5 / 600.5), rtol=1e-6)  # blocks 2-3 hold no fraud
+    with pytest.raises(ValueError, match="both frauds and legitimate"):
+        residual_base(features, profile, np.zeros(1200, dtype=bool), train, val)
