@@ -284,7 +284,9 @@ def _clip(text: str, limit: int = 80) -> str:
     if not text.isprintable():
         text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
     text = mask_pans(text[: limit * 2])  # mask before cutting, so a cut never leaves a PAN's prefix
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    return mask_pans(text[: limit - 1]) + "…"  # and after: a cut long number can leave a PAN-like prefix
 
 
 def _short(value: Any, limit: int = 80) -> str:

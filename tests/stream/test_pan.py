@@ -67,3 +67,14 @@ def test_a_grouped_number_that_passes_luhn_is_treated_as_a_card_whatever_it_is()
     """The known false positive (docs/SECURITY.md): 13-19 grouped digits starting 2-6 that pass Luhn,
     e.g. one phone number in ten; refused in free text and masked in dead letters, on purpose."""
     assert looks_like_pan("+49 151 1234 5678") and mask_pans("+49 151 1234 5678") == "+** *** **** 5678"
+
+
+def test_a_cut_error_text_never_leaves_a_card_like_prefix() -> None:
+    """A dead letter's error quotes the bad input cut to 80 characters. Found by hypothesis: the
+    smallest normal float (2.2250738585072014e-308) is no card number, but cut after 14 of its digits
+    it read as one (Luhn-valid), unmasked, in the letter. The cut text is masked again."""
+    from stream.events import _clip
+
+    assert not luhn_ok("2250738585072014") and luhn_ok("22507385850720")
+    clipped = _clip("a" * 65 + "2250738585072014")
+    assert clipped.endswith("…") and not looks_like_pan(clipped)
