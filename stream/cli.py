@@ -320,13 +320,14 @@ def pretrain(transactions: Path, profiles: Path | None, out_dir: Path, epochs: i
 @click.option("--epochs", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, type=DEVICE)
 @click.option("--fine-tune", is_flag=True, help="Also fine-tune the pretrained encoder (frozen by default).")
-@click.option("--residual", is_flag=True,
+@click.option("--residual/--no-residual", default=True, show_default=True,
               help="Fit gradient-boosted trees first; the head learns what they miss (both are served).")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def fit_fraud(model_dir: Path, transactions: Path, profiles: Path | None, epochs: int, device: str,
               fine_tune: bool, residual: bool, as_json: bool) -> None:  # fmt: skip
-    """Trains the hybrid fraud head (DCN) on labeled data and saves it into the artefact."""
+    """Trains the hybrid fraud head (DCN, on top of gradient-boosted trees unless --no-residual) on
+    labeled data and saves it into the artefact."""
     from models.fraud.api import fit_fraud as fit
 
     emit(fit(model_dir, transactions, profiles, epochs=epochs, device=device, fine_tune=fine_tune,

@@ -78,14 +78,15 @@ def fit_fraud(
     fine_tune: bool = False,
     seed: int = 0,
     fit_overrides: dict[str, Any] | None = None,
-    residual: bool = False,
+    residual: bool = True,
 ) -> dict[str, Any]:
     """Train the fraud head on every labelled event (the last `val_fraction` of time for early stopping)
     and save it into the artefact. → JSON-able summary.
 
-    `residual=True`: gradient-boosted trees over the same hand-made inputs are fitted first, and the
-    head learns what they miss — its logit is added to theirs (out of fold on the training period,
-    `models.fraud.trees.residual_base`); the trees ship in the artefact and are served with the head."""
+    `residual=True` (the default, docs/MODEL.md says why): gradient-boosted trees over the same
+    hand-made inputs are fitted first, and the head learns what they miss — its logit is added to
+    theirs (out of fold on the training period, `models.fraud.trees.residual_base`); the trees ship in
+    the artefact and are served with the head. `residual=False`: the head alone."""
     if variant not in HEAD_VARIANTS:
         raise ValueError(f"variant must be one of {HEAD_VARIANTS}")
     start = time.perf_counter()

@@ -30,14 +30,14 @@ TAGS = ModelTags(tag64("model-a"), tag64("model-a", "head"))
 FIELDS = ("p_fraud", "logp_new", "deviation", "deviation_log", "surprise")
 
 
-@pytest.fixture(scope="module", params=["hybrid_panther", "fine_tuned", "hybrid_textcnn", "residual"])
+@pytest.fixture(scope="module", params=["hybrid_panther", "fine_tuned", "hybrid_textcnn", "head_alone"])
 def variant(request: pytest.FixtureRequest, tiny, tmp_path_factory: pytest.TempPathFactory) -> FraudScorer:
     model_dir = tmp_path_factory.mktemp(request.param) / "model"
     shutil.copytree(tiny.model_dir, model_dir)
-    fine_tune, residual = request.param == "fine_tuned", request.param == "residual"
+    fine_tune, alone = request.param == "fine_tuned", request.param == "head_alone"
     fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu",
-              variant="hybrid_panther" if fine_tune or residual else request.param, fine_tune=fine_tune,
-              residual=residual, fit_overrides={"batch_size": 512})  # fmt: skip
+              variant="hybrid_panther" if fine_tune or alone else request.param, fine_tune=fine_tune,
+              residual=not alone, fit_overrides={"batch_size": 512})  # fmt: skip
     return FraudScorer.from_artifact(model_dir)
 
 

@@ -31,6 +31,7 @@ def fitted(tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(tiny.model_dir, model_dir)
     summary = fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu")
     assert summary["variant"] == "hybrid_panther" and summary["train_events"] > 0
+    assert summary["residual"] and (model_dir / "fraud_trees.safetensors").is_file()  # the default
     return model_dir
 
 
@@ -161,14 +162,11 @@ def test_fine_tuned_encoder_is_saved_and_served(tiny, tmp_path: Path) -> None:
     np.testing.assert_allclose(live, [bulk[t] for t in txn_ids[:80]], rtol=1e-4, atol=1e-5)
 
 
-def test_a_residual_head_serves_its_trees_live_as_in_bulk(tiny, tmp_path: Path) -> None:
-    """`fit_fraud(residual=True)`: the trees ship in the artefact; live scores (the head's logit plus
-    the trees') equal the bulk path's, and without the trees the head alone scores something else."""
-    model_dir = tmp_path / "model"
-    shutil.copytree(tiny.model_dir, model_dir)
-    summary = fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu",
-                        residual=True, fit_overrides={"batch_size": 512})  # fmt: skip
-    assert summary["residual"] and (model_dir / "fraud_trees.safetensors").is_file()
+def test_a_residual_head_serves_its_trees_live_as_in_bulk(tiny, fitted: Path) -> None:
+    """`fit_fraud(residual=True)`, the default: the trees ship in the artefact; live scores (the head's
+    logit plus the trees') equal the bulk path's, and without the trees the head alone scores something
+    else."""
+    model_dir = fitted
     scorer = FraudScorer.from_artifact(model_dir)
     assert scorer.trees is not None
     events, txn_ids = live_events(tiny, scorer)
@@ -180,16 +178,22 @@ def test_a_residual_head_serves_its_trees_live_as_in_bulk(tiny, tmp_path: Path) 
     assert np.abs(np.asarray(run_live(scorer, events[:120], batch=40)) - live).max() > 1e-3
 
 
-def test_a_residual_artefact_without_its_trees_is_refused(tiny, tmp_path: Path) -> None:
+def test_a_residual_artefact_without_its_trees_is_refused(fitted: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
-    shutil.copytree(tiny.model_dir, model_dir)
-    fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu", residual=True,
-              fit_overrides={"batch_size": 512})
+    shutil.copytree(fitted, model_dir)
     config = json.loads((model_dir / "config.json").read_text())
     del config["weights"]["fraud_trees.safetensors"]
     (model_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="trees"):
         FraudScorer.from_artifact(model_dir)
+
+
+def test_the_head_alone_is_still_one_flag_away(tiny, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny.model_dir, model_dir)
+    summary = fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu",
+                        residual=False, fit_overrides={"batch_size": 512})  # fmt: skip
+    assert not summary["residual"] and FraudScorer.from_artifact(model_dir).trees is None
 
 
 def test_evaluate_without_a_head_says_why(tiny) -> None:
