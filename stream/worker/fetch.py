@@ -28,6 +28,8 @@ from typing import Any
 
 from mode.services import WaitResults
 
+from stream.worker.patching import install_once
+
 
 class DirectHandOff:
     """The consumer's `wait_first`, with the fetch loop's per-record call awaited directly."""
@@ -58,9 +60,4 @@ class DirectHandOff:
 
 def direct_hand_off(consumer: Any) -> DirectHandOff:
     """Install on `consumer` (idempotent); the fetch loop looks `wait_first` up on every record."""
-    current = consumer.__dict__.get("wait_first")
-    if isinstance(current, DirectHandOff):
-        return current
-    hand_off = DirectHandOff(consumer)
-    consumer.wait_first = hand_off
-    return hand_off
+    return install_once(consumer, "wait_first", DirectHandOff, lambda: DirectHandOff(consumer))

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stream.worker.patching import install_once
+
 
 class BrokerHighwaters:
     """The consumer thread's `_highwaters`: ListOffsets (read_committed → the last stable offset)."""
@@ -37,9 +39,4 @@ def ask_the_broker(consumer: Any) -> BrokerHighwaters:
     """Install on Faust's consumer (idempotent; before its first rebalance). Faust looks `_highwaters`
     up on its thread at each call (`call_thread(self._highwaters, …)`)."""
     thread = consumer._thread
-    current = thread.__dict__.get("_highwaters")
-    if isinstance(current, BrokerHighwaters):
-        return current
-    installed = BrokerHighwaters(thread)
-    thread._highwaters = installed
-    return installed
+    return install_once(thread, "_highwaters", BrokerHighwaters, lambda: BrokerHighwaters(thread))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -34,6 +35,9 @@ async def test_before_a_changelog_partition_is_fetched_only_the_broker_knows_whe
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
+        async with asyncio.timeout(30):  # the commit's markers are written just after commit returns
+            while (await consumer.end_offsets([tp]))[tp] < 6:
+                await asyncio.sleep(0.05)
         consumer.assign([tp])
         assert consumer.last_stable_offset(tp) is None  # Faust's lookup: "highwater -1", nothing to read
         highwaters = await BrokerHighwaters(SimpleNamespace(_ensure_consumer=lambda: consumer))([tp])

@@ -59,6 +59,17 @@ def run_live(scorer: FraudScorer, events: list[LiveEvent], batch: int,
     return out
 
 
+def assert_live_equals_bulk(tiny, model_dir: Path, scorer: FraudScorer,
+                            n: int) -> tuple[list[LiveEvent], list[float]]:  # fmt: skip
+    """The first `n` arrivals scored live (batches of 40) equal `score_frame`'s → (events, live scores)."""
+    events, txn_ids = live_events(tiny, scorer)
+    live = run_live(scorer, events[:n], batch=40)
+    data, bulk_scores = score_frame(model_dir, tiny.transactions_path, tiny.profiles_path, device="cpu")
+    bulk = dict(zip(tiny.txns["txn_id"].to_numpy()[data.row], bulk_scores, strict=True))
+    np.testing.assert_allclose(live, [bulk[t] for t in txn_ids[:n]], rtol=1e-4, atol=1e-5)
+    return events[:n], live
+
+
 def test_live_scores_equal_bulk_scores(tiny, fitted: Path) -> None:
     scorer = FraudScorer.from_artifact(fitted)
     events, txn_ids = live_events(tiny, scorer)
@@ -155,11 +166,7 @@ def test_fine_tuned_encoder_is_saved_and_served(tiny, tmp_path: Path) -> None:
     assert (model_dir / "fraud_encoder.safetensors").is_file()
     scorer = FraudScorer.from_artifact(model_dir)
     assert scorer.tuned_encoder is not None
-    events, txn_ids = live_events(tiny, scorer)
-    live = run_live(scorer, events[:80], batch=40)
-    data, bulk_scores = score_frame(model_dir, tiny.transactions_path, tiny.profiles_path, device="cpu")
-    bulk = dict(zip(tiny.txns["txn_id"].to_numpy()[data.row], bulk_scores, strict=True))
-    np.testing.assert_allclose(live, [bulk[t] for t in txn_ids[:80]], rtol=1e-4, atol=1e-5)
+    assert_live_equals_bulk(tiny, model_dir, scorer, 80)
 
 
 def test_a_residual_head_serves_its_trees_live_as_in_bulk(tiny, fitted: Path) -> None:
@@ -169,13 +176,9 @@ def test_a_residual_head_serves_its_trees_live_as_in_bulk(tiny, fitted: Path) ->
     model_dir = fitted
     scorer = FraudScorer.from_artifact(model_dir)
     assert scorer.trees is not None
-    events, txn_ids = live_events(tiny, scorer)
-    live = run_live(scorer, events[:120], batch=40)
-    data, bulk_scores = score_frame(model_dir, tiny.transactions_path, tiny.profiles_path, device="cpu")
-    bulk = dict(zip(tiny.txns["txn_id"].to_numpy()[data.row], bulk_scores, strict=True))
-    np.testing.assert_allclose(live, [bulk[t] for t in txn_ids[:120]], rtol=1e-4, atol=1e-5)
+    events, live = assert_live_equals_bulk(tiny, model_dir, scorer, 120)
     scorer.trees = None
-    assert np.abs(np.asarray(run_live(scorer, events[:120], batch=40)) - live).max() > 1e-3
+    assert np.abs(np.asarray(run_live(scorer, events, batch=40)) - live).max() > 1e-3
 
 
 def test_a_residual_artefact_without_its_trees_is_refused(fitted: Path, tmp_path: Path) -> None:
