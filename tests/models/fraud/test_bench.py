@@ -18,7 +18,8 @@ import pytest
 from models.fraud.bench import HYBRIDS, run_fraud_bench
 from models.fraud.metrics import DEFAULT_KS, alert_count
 
-MODELS = {"rules", "gbt", "gbt_profile", "dcn", "hybrid_textcnn", "hybrid_panther", "hybrid"}
+MODELS = {"rules", "gbt", "gbt_profile", "dcn", "hybrid_textcnn", "hybrid_panther", "hybrid_panther_residual",
+          "hybrid"}
 SCENARIOS = {"account_takeover", "card_testing", "merchant_compromise", "geo_anomaly", "mule_transfer"}
 KS = [f"{k:g}%" for k in DEFAULT_KS]
 
@@ -89,11 +90,12 @@ def test_baselines_beat_chance_on_the_planted_fraud(bench) -> None:
         assert m["roc_auc"] > 0.8 and m["pr_auc"] > 4 * base_rate, (name, m["roc_auc"], m["pr_auc"])
 
 
-def test_hybrid_is_the_variant_chosen_on_validation_and_is_saved(bench) -> None:
+def test_hybrid_is_what_fit_fraud_ships_and_is_saved_with_its_trees(bench) -> None:
     report, model_dir = bench
     chosen = report["hybrid_variant"]
     details = report["details"]
-    assert chosen == max(HYBRIDS, key=lambda v: details[v]["val_pr_auc"])
+    assert chosen == "hybrid_panther_residual"
+    assert details["plain_hybrid_on_validation"] == max(HYBRIDS, key=lambda v: details[v]["val_pr_auc"])
     assert report["models"]["hybrid"] == report["models"][chosen]
     targets = report["targets"]
     models = report["models"]
@@ -104,9 +106,10 @@ def test_hybrid_is_the_variant_chosen_on_validation_and_is_saved(bench) -> None:
         k: models["hybrid"][f"recall@{k}"] > models["dcn"][f"recall@{k}"] for k in KS}
     assert targets["all_k_met"] == all(targets["hybrid_ahead_of_dcn"].values())
     head = json.loads((model_dir / "fraud_head.json").read_text())
-    assert head["summary"]["variant"] == chosen and head["summary"]["source"] == "bench fraud"
+    assert head["summary"]["variant"] == "hybrid_panther" and head["summary"]["residual"]
+    assert head["summary"]["source"] == "bench fraud" and head["residual_trees"]
     assert head["summary"]["val_pr_auc"] == details[chosen]["val_pr_auc"]
-    assert head["head"]["sequence"] == chosen.removeprefix("hybrid_")
+    assert head["head"]["sequence"] == "panther" and (model_dir / "fraud_trees.safetensors").is_file()
 
 
 def test_the_fair_baseline_reads_the_profile_and_the_targets_compare_against_it(bench) -> None:
