@@ -4,10 +4,11 @@ Faust (faust-streaming 0.15.3, faust/transport/drivers/aiokafka.py `_highwaters`
 mode, for each changelog partition's *last stable offset* as the consumer last saw it in a fetch
 response (aiokafka `last_stable_offset`): None for a partition not fetched yet. Recovery reads None as
 "highwater -1", so a changelog partition assigned a moment before recovery starts is judged to have
-nothing to restore, and its table starts empty. Seen (issue 15's rebalance test, 2 of ~10 `make test`
-runs): a worker that joined during a Triton outage scored its new partitions with neither the users'
-windows nor their profiles — every live score of the affected users equals the uninterrupted run with
-those users' earlier events and profiles removed, to five digits — with nothing lost or repeated.
+nothing to restore, and its table starts empty. Seen twice (issue 15's rebalance test, 2026-12-06 and
+-07, docs/RELIABILITY.md): a worker that joined during a Triton outage scored its new partitions with
+neither the users' windows nor their profiles — every live score of the affected users equals the
+uninterrupted run with those users' earlier events and profiles removed, to five digits — with nothing
+lost or repeated.
 
 `ask_the_broker` replaces that lookup on the consumer's thread with a ListOffsets request (aiokafka
 `end_offsets`), which under `read_committed` — the isolation exactly_once consumes with — the broker
