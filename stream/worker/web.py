@@ -17,6 +17,7 @@ import faust
 from faust.web import Request, Response, View
 
 from stream.worker.metrics import WorkerMetrics
+from stream.worker.recovery import BrokerHighwaters
 
 
 def install_endpoints(
@@ -65,7 +66,14 @@ def flow_state(app: faust.App) -> dict[str, Any]:
         "paused_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in paused),
         "active_partitions": len(getattr(consumer, "_active_partitions", None) or ()),
         "generation": app.consumer_generation_id,
+        "changelog_ends_from_broker": broker_highwater_lookups(consumer),
     }
+
+
+def broker_highwater_lookups(consumer: Any) -> int:
+    """How often table recovery asked the broker where the changelogs end (`recovery.py`); 0 if never."""
+    installed = getattr(getattr(consumer, "_thread", None), "__dict__", {}).get("_highwaters")
+    return int(installed.calls) if isinstance(installed, BrokerHighwaters) else 0
 
 
 async def partition_positions(app: faust.App) -> str:

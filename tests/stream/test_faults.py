@@ -393,6 +393,8 @@ def test_a_rebalance_during_a_triton_outage_in_pause_mode_loses_nothing(
                        note=f"the joiner had partitions {during:.0f} s into the outage")  # fmt: skip
         assert first.alive and second.alive, "neither worker may crash (or be fenced) over it"
         assert result.degraded == 0, "pause mode never scores degraded"
+        # the joiner restored its tables to where the broker says they end (stream/worker/recovery.py)
+        assert second.ready()["flow"]["changelog_ends_from_broker"] >= 1
     finally:
         second.stop()
         first.stop()
