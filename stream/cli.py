@@ -331,7 +331,7 @@ def fit_fraud(model_dir: Path, transactions: Path, profiles: Path | None, epochs
     from models.fraud.api import fit_fraud as fit
 
     emit(fit(model_dir, transactions, profiles, epochs=epochs, device=device, fine_tune=fine_tune,
-             residual=residual), as_json)
+             residual=residual, progress=True), as_json)  # the bar is on stderr: --json stays clean
 
 
 @main.command()

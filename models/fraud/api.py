@@ -29,9 +29,11 @@ from models.fraud.train import FitConfig, FitResult, fit_head, predict_logits
 from models.fraud.trees import residual_base
 from models.panther import PantherModel
 from models.training.pretrain import read_table
+from models.training.progress import progress_bar
 from models.training.runtime import resolve_device
 
 DEFAULT_VARIANT = "hybrid_panther"
+TREE_FITS = 5  # the residual head's trees: four out-of-fold blocks and the served ones
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def fit_fraud(
     seed: int = 0,
     fit_overrides: dict[str, Any] | None = None,
     residual: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train the fraud head on every labelled event (the last `val_fraction` of time for early stopping)
     and save it into the artefact. → JSON-able summary.
@@ -102,7 +105,9 @@ def fit_fraud(
     trees = None
     if residual:
         profile = data.profile[data.seqs.user_of_event]
-        base, trees = residual_base(data.features, profile, data.labels, train, val, seed=seed)
+        with progress_bar("fitting the trees", TREE_FITS, enabled=progress) as bar:
+            base, trees = residual_base(data.features, profile, data.labels, train, val, seed=seed,
+                                        folds=TREE_FITS - 1, on_fit=bar.advance)  # fmt: skip
         data = replace(data, base_logit=base)
     result = fit_variant(data, train, val, variant, fit, loaded.encoder)
     summary = {

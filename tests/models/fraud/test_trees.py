@@ -66,8 +66,10 @@ def test_the_wrong_number_of_columns_is_one_clear_error(fitted) -> None:
 def test_the_residual_base_is_out_of_fold_on_training_and_the_served_trees_elsewhere() -> None:
     features, profile, labels = _rows(3000, seed=3)
     train, val = np.arange(2400), np.arange(2400, 3000)
-    column, served = residual_base(features, profile, labels, train, val, seed=0, folds=3)
-    assert column.shape == (3000,) and column.dtype == np.float32
+    fits: list[int] = []
+    column, served = residual_base(features, profile, labels, train, val, seed=0, folds=3,
+                                   on_fit=lambda: fits.append(1))  # fmt: skip
+    assert column.shape == (3000,) and column.dtype == np.float32 and len(fits) == 4  # served + 3 blocks
     np.testing.assert_allclose(column[val], served(features[val], profile[val]), atol=1e-6)
     assert np.abs(column[train] - served(features[train], profile[train])).mean() > 1e-3  # other trees
     assert np.corrcoef(column[train], labels[train])[0, 1] > 0.2  # and still informative
