@@ -35,10 +35,10 @@ from models.fraud.deviation import DeviationConfig
 from models.fraud.features import FeatureSchema
 from models.fraud.metrics import DEFAULT_KS, fraud_metrics, paired_at_budget
 from models.fraud.train import FitConfig, predict_logits
+from models.fraud.trees import residual_base
 from stream.cli import emit
 
 FAIR = "gbt_profile"
-STACK_FOLDS = 4
 
 
 @dataclass(frozen=True)
@@ -96,18 +96,11 @@ class Bench:
 
     def stack_column(self, seed: int) -> np.ndarray:
         """(N,) a tree logit per event that no training event's own label shaped: out of fold on the
-        training period (chronological blocks), the full-train trees on validation and test."""
+        training period (chronological blocks), the full-train trees on validation and test — the base
+        `fit-fraud` trains its residual head on (`models.fraud.trees.residual_base`)."""
         if seed not in self._stack:
-            x, categorical = self.tree_inputs
-            y, tr, va = self.labels, self.train, self.val
-
-            def fitted(rows: np.ndarray) -> GBTBaseline:
-                return GBTBaseline(GBTConfig(seed=seed), categorical).fit(x[rows], y[rows], x[va], y[va])
-
-            out = _logit(fitted(tr).score(x))
-            for fold in np.array_split(tr, STACK_FOLDS):
-                out[fold] = _logit(fitted(np.setdiff1d(tr, fold)).score(x[fold]))
-            self._stack[seed] = out.astype(np.float32)
+            self._stack[seed], _ = residual_base(self.data.features, self.data.event_profiles, self.labels,
+                                                 self.train, self.val, seed=seed)
         return self._stack[seed]
 
     def head(self, v: Variant, seed: int) -> np.ndarray:

@@ -12,34 +12,26 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import click
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from models.fraud.baselines import GBTConfig
-from models.fraud.trees import TreeLogit, categorical_columns, tree_inputs
+from models.fraud.trees import TreeLogit, tree_inputs
 from stream.cli import emit
+from triton_repo.synthetic import random_trees
 
 NUMERIC, PROFILE = 80, (12, 8, 30, 6, 90, 40)
 
 
-def fitted(rows: int, seed: int = 0) -> tuple[HistGradientBoostingClassifier, TreeLogit, np.ndarray,
-                                              np.ndarray]:  # fmt: skip
-    rng = np.random.default_rng(seed)
-    features = rng.normal(size=(rows, NUMERIC)).astype(np.float32)
-    profile = np.stack([rng.integers(0, c, rows) for c in PROFILE], axis=1)
-    signal = features[:, 0] * features[:, 1] + np.sin(3 * features[:, 2]) + (profile[:, 0] % 3 == 0)
-    labels = signal + rng.normal(size=rows) > 1.5
+def fitted(rows: int, seed: int = 0) -> tuple[Any, TreeLogit, np.ndarray, np.ndarray]:
     c = GBTConfig()
-    categorical = categorical_columns(NUMERIC, profile)
-    model = HistGradientBoostingClassifier(
-        max_iter=c.max_iter, learning_rate=c.learning_rate, max_leaf_nodes=c.max_leaf_nodes,
-        min_samples_leaf=c.min_samples_leaf, l2_regularization=c.l2_regularization, early_stopping=False,
-        categorical_features=categorical, random_state=seed,
-    ).fit(tree_inputs(features, profile), labels)  # fmt: skip
-    return model, TreeLogit.from_sklearn(model, categorical), features, profile
+    return random_trees(NUMERIC, PROFILE, np.random.default_rng(seed), rows, max_iter=c.max_iter,
+                        learning_rate=c.learning_rate, max_leaf_nodes=c.max_leaf_nodes,
+                        min_samples_leaf=c.min_samples_leaf, l2_regularization=c.l2_regularization,
+                        random_state=seed)  # fmt: skip
 
 
 def per_call_ms(fn: Callable[[], object], calls: int) -> float:

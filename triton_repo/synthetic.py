@@ -14,6 +14,7 @@ checks `initialize()` runs; only the numbers are meaningless.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,20 +78,24 @@ def make_artifact(
     if with_head:
         features = FeatureSchema()
         head = FraudHead(head_config("hybrid_panther", features.width, d_model=d_model, deep_dims=(32,)))
-        trees = _trees(features.width, schema.cardinalities, rng) if residual else None
+        trees = random_trees(features.width, schema.cardinalities, rng)[1] if residual else None
         save_head(out, head.eval(), features, DeviationConfig(), temperature=1.0, trees=trees)
     return Path(out)
 
 
-def _trees(width: int, cardinalities: list[int], rng: np.random.Generator) -> TreeLogit:
-    """Small trees over (features, profile ids) of random rows: a residual head's served part."""
+def random_trees(width: int, cardinalities: list[int] | tuple[int, ...], rng: np.random.Generator,
+                 rows: int = 2000, **hgb: Any) -> tuple[Any, TreeLogit, np.ndarray, np.ndarray]:
+    """Trees fitted on random rows (features (rows, width), profile ids of `cardinalities`): a residual
+    head's served part for serving tests, and what `bench/tree_logit.py` times. → (the sklearn model,
+    its `TreeLogit`, the features, the profile ids). `hgb`: HistGradientBoostingClassifier settings."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    n = 2000
-    features = rng.normal(size=(n, width)).astype(np.float32)
-    profile = np.stack([rng.integers(0, c, n) for c in cardinalities], axis=1)
-    labels = features[:, 0] + (profile[:, 0] % 2) + rng.normal(size=n) > 1.5
+    features = rng.normal(size=(rows, width)).astype(np.float32)
+    profile = np.stack([rng.integers(0, c, rows) for c in cardinalities], axis=1)
+    signal = features[:, 0] * features[:, 1] + np.sin(3 * features[:, 2]) + (profile[:, 0] % 3 == 0)
+    labels = signal + rng.normal(size=rows) > 1.5
     categorical = categorical_columns(width, profile)
-    model = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=8, early_stopping=False,
-                                           categorical_features=categorical, random_state=0)  # fmt: skip
-    return TreeLogit.from_sklearn(model.fit(tree_inputs(features, profile), labels), categorical)
+    settings = {"max_iter": 20, "max_leaf_nodes": 8, "early_stopping": False, "random_state": 0} | hgb
+    model = HistGradientBoostingClassifier(categorical_features=categorical, **settings)
+    model.fit(tree_inputs(features, profile), labels)
+    return model, TreeLogit.from_sklearn(model, categorical), features, profile

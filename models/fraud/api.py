@@ -10,6 +10,7 @@ Both read the canonical files of DESIGN.md; optional fields that are missing are
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,14 @@ from models.fraud.head import HEAD_VARIANTS, head_config
 from models.fraud.head_io import HEAD_JSON, HEAD_NAME, load_head, model_temperature, save_head
 from models.fraud.metrics import fraud_metrics
 from models.fraud.train import FitConfig, FitResult, fit_head, predict_logits
-from models.fraud.trees import residual_base
+from models.fraud.trees import RESIDUAL_FOLDS, TreeLogit, residual_base
 from models.panther import PantherModel
 from models.training.pretrain import read_table
 from models.training.progress import progress_bar
 from models.training.runtime import resolve_device
 
 DEFAULT_VARIANT = "hybrid_panther"
-TREE_FITS = 5  # the residual head's trees: four out-of-fold blocks and the served ones
+TREE_FITS = RESIDUAL_FOLDS + 1  # the residual head's trees: the out-of-fold blocks' and the served ones
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,17 @@ def fit_variant(data: FraudData, train: np.ndarray, val: np.ndarray, variant: st
     d_model = int(data.hidden.shape[1]) if data.hidden is not None else 64
     config = head_config(variant, data.features.shape[1], d_model=d_model, vocab_size=vocab, **head_kw)
     return fit_head(data, train, val, config, fit, encoder)
+
+
+def on_residual_trees(data: FraudData, train: np.ndarray, val: np.ndarray, seed: int = 0,
+                      on_fit: Callable[[], None] | None = None) -> tuple[FraudData, TreeLogit]:  # fmt: skip
+    """`data` with the residual head's base logit (out of fold on `train`, `residual_base`), and the
+    trees to serve: what a residual head is fitted on, in `fit_fraud` and in `panther bench fraud`."""
+    if data.labels is None:
+        raise ValueError("the residual head's trees need labelled data")
+    base, trees = residual_base(data.features, data.event_profiles, data.labels, train, val, seed=seed,
+                                on_fit=on_fit)  # fmt: skip
+    return replace(data, base_logit=base), trees
 
 
 def fit_fraud(
@@ -104,11 +116,8 @@ def fit_fraud(
     fit = FitConfig(epochs=epochs, device=str(dev), fine_tune=fine_tune, seed=seed, **(fit_overrides or {}))
     trees = None
     if residual:
-        profile = data.profile[data.seqs.user_of_event]
         with progress_bar("fitting the trees", TREE_FITS, enabled=progress) as bar:
-            base, trees = residual_base(data.features, profile, data.labels, train, val, seed=seed,
-                                        folds=TREE_FITS - 1, on_fit=bar.advance)  # fmt: skip
-        data = replace(data, base_logit=base)
+            data, trees = on_residual_trees(data, train, val, seed, on_fit=bar.advance)
     result = fit_variant(data, train, val, variant, fit, loaded.encoder)
     summary = {
         "variant": variant, "residual": residual, "train_events": len(train), "val_events": len(val),
@@ -157,7 +166,7 @@ def score_frame(model_dir: str | Path, transactions_path: str | Path, profiles_p
         tuned = PantherModel.from_artifact(loaded.artifact)
         tuned.load_state_dict(bundle.encoder_state)
     if bundle.trees is not None:
-        data = replace(data, base_logit=bundle.trees(data.features, data.profile[data.seqs.user_of_event]))
+        data = replace(data, base_logit=bundle.trees(data.features, data.event_profiles))
     logits = predict_logits(bundle.head, data, np.arange(len(data)), dev, encoder=tuned)
     return data, 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.fraud.api import Loaded, fit_variant, load_inputs, prepare_data
+from models.fraud.api import Loaded, fit_variant, load_inputs, on_residual_trees, prepare_data
 from models.fraud.baselines import GBTBaseline, GBTConfig, rule_score
 from models.fraud.dataset import FraudData, chronological_split
 from models.fraud.deviation import DeviationConfig
@@ -38,7 +37,7 @@ from models.fraud.features import FeatureSchema
 from models.fraud.head_io import save_head
 from models.fraud.metrics import DEFAULT_KS, fraud_metrics, per_scenario_recall
 from models.fraud.train import FitConfig, FitResult, predict_logits
-from models.fraud.trees import categorical_columns, residual_base, tree_inputs
+from models.fraud.trees import categorical_columns, tree_inputs
 from models.training.compare import device_name
 from models.training.pretrain import pretrain_transactions
 from models.training.runtime import resolve_device, seed_everything
@@ -109,9 +108,7 @@ def run_fraud_bench(
     base_fit = FitConfig(epochs=head_epochs, device=str(dev), seed=seed, **(fit_overrides or {}))
     fits = _heads(data, split, base_fit, textcnn_legit_keep, loaded, timer, progress)
     _log("the shipped hybrid: trees first (out of fold), then the head on top", progress)
-    base, trees = timer.run("residual_trees", lambda: residual_base(
-        data.features, data.profile[data.seqs.user_of_event], labels, train, val, seed=seed))
-    residual_data = replace(data, base_logit=base)
+    residual_data, trees = timer.run("residual_trees", lambda: on_residual_trees(data, train, val, seed))
     fits[SHIPPED] = timer.run(SHIPPED, lambda: fit_variant(residual_data, train, val, "hybrid_panther",
                                                            base_fit, loaded.encoder))  # fmt: skip
     for variant, result in fits.items():
@@ -176,7 +173,7 @@ def _baselines(data: FraudData, split: Split, schema: FeatureSchema, gbt_config:
 def gbt_profile_inputs(data: FraudData) -> tuple[np.ndarray, np.ndarray]:
     """(N, F + P) the transaction features and the user's profile ids; (F + P,) which are categories
     (`models.fraud.trees`: the same columns the residual head's served trees read)."""
-    profile = data.profile[data.seqs.user_of_event]
+    profile = data.profile[data.seqs.user_of_event]  # (FraudData.event_profiles; the test passes a stand-in)
     return tree_inputs(data.features, profile), categorical_columns(data.features.shape[1], profile)
 
 

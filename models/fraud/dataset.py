@@ -57,6 +57,11 @@ class FraudData:
         return self.seqs.times
 
     @property
+    def event_profiles(self) -> np.ndarray:
+        """(N, P) int64 each event's user's profile ids (what the trees read beside the features)."""
+        return self.profile[self.seqs.user_of_event]
+
+    @property
     def row(self) -> np.ndarray:
         """(N,) frame row of each event."""
         return self.seqs.row_index

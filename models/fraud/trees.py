@@ -29,6 +29,7 @@ import treelite.gtil
 from models.fraud.baselines import GBTBaseline, GBTConfig
 
 CATEGORY_LIMIT = 255  # HistGradientBoosting's categorical features take codes below this
+RESIDUAL_FOLDS = 4  # chronological blocks of the out-of-fold base (`residual_base`)
 
 
 def tree_inputs(features: np.ndarray, profile: np.ndarray) -> np.ndarray:
@@ -106,7 +107,7 @@ def fit_trees(x: np.ndarray, y: np.ndarray, rows: np.ndarray, val: np.ndarray, c
 
 
 def residual_base(features: np.ndarray, profile: np.ndarray, labels: np.ndarray, train: np.ndarray,
-                  val: np.ndarray, seed: int = 0, folds: int = 4,
+                  val: np.ndarray, seed: int = 0, folds: int = RESIDUAL_FOLDS,
                   on_fit: Callable[[], None] | None = None) -> tuple[np.ndarray, TreeLogit]:  # fmt: skip
     """(N,) float32 tree logits that no training event's own label shaped, and the trees to serve.
 
