@@ -322,16 +322,19 @@ def pretrain(transactions: Path, profiles: Path | None, out_dir: Path, epochs: i
 @click.option("--fine-tune", is_flag=True, help="Also fine-tune the pretrained encoder (frozen by default).")
 @click.option("--residual/--no-residual", default=True, show_default=True,
               help="Fit gradient-boosted trees first; the head learns what they miss (both are served).")
+@click.option("--heads", default=None, type=click.IntRange(min=1),
+              help="Heads fitted with consecutive seeds, logits averaged  [default: 3; 1 with --fine-tune]")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def fit_fraud(model_dir: Path, transactions: Path, profiles: Path | None, epochs: int, device: str,
-              fine_tune: bool, residual: bool, as_json: bool) -> None:  # fmt: skip
+              fine_tune: bool, residual: bool, heads: int | None, as_json: bool) -> None:  # fmt: skip
     """Trains the hybrid fraud head (DCN, on top of gradient-boosted trees unless --no-residual) on
     labeled data and saves it into the artefact."""
     from models.fraud.api import fit_fraud as fit
 
-    emit(fit(model_dir, transactions, profiles, epochs=epochs, device=device, fine_tune=fine_tune,
-             residual=residual, progress=True), as_json)  # the bar is on stderr: --json stays clean
+    report = fit(model_dir, transactions, profiles, epochs=epochs, device=device, fine_tune=fine_tune,
+                 residual=residual, heads=heads, progress=True)  # the bar is on stderr: --json stays clean
+    emit(report, as_json)
 
 
 @main.command()

@@ -22,6 +22,7 @@ import torch
 
 from models.artifact import save_artifact
 from models.fraud.deviation import DeviationConfig
+from models.fraud.ensemble import HeadEnsemble
 from models.fraud.features import FeatureSchema
 from models.fraud.head import FraudHead, head_config
 from models.fraud.head_io import save_head
@@ -55,9 +56,11 @@ def make_artifact(
     seed: int = 0,
     name: str = "panther",
     residual: bool = False,
+    heads: int = 1,
 ) -> Path:
     """Write an artefact (tokenizer of ≈`vocab` ids, profile schema, PANTHER weights [+ fraud head
-    [+ the trees of a residual head, fitted on random rows]])."""
+    (an ensemble of `heads` when more than one) [+ the trees of a residual head, fitted on random
+    rows]])."""
     rng = np.random.default_rng(seed)
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(vocab)]})
     tokenizer = StructuredTokenizer.fit(items, TokenizerConfig.for_items("item_id", top_k=vocab))
@@ -77,7 +80,9 @@ def make_artifact(
     out = save_artifact(out_dir, config.to_dict(), tokenizer, schema, model.state_dict(), {"synthetic": True})
     if with_head:
         features = FeatureSchema()
-        head = FraudHead(head_config("hybrid_panther", features.width, d_model=d_model, deep_dims=(32,)))
+        config = head_config("hybrid_panther", features.width, d_model=d_model, deep_dims=(32,))
+        members = [FraudHead(config) for _ in range(heads)]
+        head = members[0] if heads == 1 else HeadEnsemble(members)
         trees = random_trees(features.width, schema.cardinalities, rng)[1] if residual else None
         save_head(out, head.eval(), features, DeviationConfig(), temperature=1.0, trees=trees)
     return Path(out)

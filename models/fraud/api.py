@@ -22,11 +22,12 @@ import torch
 from models.artifact import Artifact, load_artifact
 from models.fraud.dataset import FraudData, build_fraud_data, chronological_split
 from models.fraud.deviation import DeviationConfig
+from models.fraud.ensemble import DEFAULT_MEMBERS, check_ensemble_config
 from models.fraud.features import FeatureSchema
-from models.fraud.head import HEAD_VARIANTS, head_config
+from models.fraud.head import HEAD_VARIANTS, HeadConfig, head_config
 from models.fraud.head_io import HEAD_JSON, HEAD_NAME, load_head, model_temperature, save_head
 from models.fraud.metrics import fraud_metrics
-from models.fraud.train import FitConfig, FitResult, fit_head, predict_logits
+from models.fraud.train import FitConfig, FitResult, fit_ensemble, fit_head, predict_logits
 from models.fraud.trees import RESIDUAL_FOLDS, TreeLogit, residual_base
 from models.panther import PantherModel
 from models.training.pretrain import read_table
@@ -61,12 +62,25 @@ def prepare_data(loaded: Loaded, schema: FeatureSchema, deviation: DeviationConf
                             art.profile_schema, deviation, loaded.temperature, device)
 
 
-def fit_variant(data: FraudData, train: np.ndarray, val: np.ndarray, variant: str, fit: FitConfig,
-                encoder: PantherModel | None, **head_kw: Any) -> FitResult:
+def variant_config(data: FraudData, variant: str, **head_kw: Any) -> HeadConfig:
     vocab = int(data.seqs.tokens.max()) + 1 if variant == "hybrid_textcnn" else 0
     d_model = int(data.hidden.shape[1]) if data.hidden is not None else 64
-    config = head_config(variant, data.features.shape[1], d_model=d_model, vocab_size=vocab, **head_kw)
-    return fit_head(data, train, val, config, fit, encoder)
+    return head_config(variant, data.features.shape[1], d_model=d_model, vocab_size=vocab, **head_kw)
+
+
+def fit_variant(data: FraudData, train: np.ndarray, val: np.ndarray, variant: str, fit: FitConfig,
+                encoder: PantherModel | None, **head_kw: Any) -> FitResult:
+    return fit_head(data, train, val, variant_config(data, variant, **head_kw), fit, encoder)
+
+
+def ensemble_size(heads: int | None, variant: str, fine_tune: bool) -> int:
+    """`fit-fraud --heads`: `DEFAULT_MEMBERS`, or one head where a head cannot be an ensemble member
+    (its own TextCNN, a fine-tuned encoder: `models.fraud.ensemble`)."""
+    if heads is None:
+        return 1 if fine_tune or variant == "hybrid_textcnn" else DEFAULT_MEMBERS
+    if heads < 1:
+        raise ValueError(f"--heads must be at least 1, got {heads}")
+    return heads
 
 
 def on_residual_trees(data: FraudData, train: np.ndarray, val: np.ndarray, seed: int = 0,
@@ -93,6 +107,7 @@ def fit_fraud(
     seed: int = 0,
     fit_overrides: dict[str, Any] | None = None,
     residual: bool = True,
+    heads: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train the fraud head on every labelled event (the last `val_fraction` of time for early stopping)
@@ -101,9 +116,15 @@ def fit_fraud(
     `residual=True` (the default, docs/MODEL.md says why): gradient-boosted trees over the same
     hand-made inputs are fitted first, and the head learns what they miss — its logit is added to
     theirs (out of fold on the training period, `models.fraud.trees.residual_base`); the trees ship in
-    the artefact and are served with the head. `residual=False`: the head alone."""
+    the artefact and are served with the head. `residual=False`: the head alone.
+
+    `heads`: an ensemble of that many heads, fitted with seeds `seed`, `seed + 1`, … on one
+    standardization, their logits averaged (`models.fraud.ensemble`; default `ensemble_size`)."""
     if variant not in HEAD_VARIANTS:
         raise ValueError(f"variant must be one of {HEAD_VARIANTS}")
+    members = ensemble_size(heads, variant, fine_tune)
+    if members > 1:  # fail before the trees' minutes, not after
+        check_ensemble_config(head_config(variant, 1, vocab_size=2), fine_tune)
     start = time.perf_counter()
     dev = resolve_device(device)
     loaded = load_inputs(model_dir, transactions_path, profiles_path)
@@ -115,20 +136,28 @@ def fit_fraud(
     train, val, _, _ = chronological_split(data.times, 1.0, val_fraction)
     fit = FitConfig(epochs=epochs, device=str(dev), fine_tune=fine_tune, seed=seed, **(fit_overrides or {}))
     trees = None
-    if residual:
-        with progress_bar("fitting the trees", TREE_FITS, enabled=progress) as bar:
+    with progress_bar("fitting the trees and heads", TREE_FITS * residual + members, enabled=progress) as bar:
+        if residual:
             data, trees = on_residual_trees(data, train, val, seed, on_fit=bar.advance)
-    result = fit_variant(data, train, val, variant, fit, loaded.encoder)
+        if members == 1:
+            result = fit_variant(data, train, val, variant, fit, loaded.encoder)
+            head, fits, val_pr_auc = result.head, [result], result.best_val_pr_auc
+            bar.advance()
+        else:
+            head, fits, val_pr_auc = fit_ensemble(data, train, val, variant_config(data, variant), fit,
+                                                  members, on_member=bar.advance)  # fmt: skip
+    tuned = fits[0].encoder
     summary = {
-        "variant": variant, "residual": residual, "train_events": len(train), "val_events": len(val),
-        "train_fraud": int(data.labels[train].sum()), "val_fraud": int(data.labels[val].sum()),
-        "best_epoch": result.best_epoch, "val_pr_auc": result.best_val_pr_auc, "history": result.history,
-        "fit_config": fit.to_dict(), "disabled_fields": schema.disabled,
-        "cached_state": cached_state(result.head.config, result.encoder is not None),
+        "variant": variant, "residual": residual, "heads": members, "train_events": len(train),
+        "val_events": len(val), "train_fraud": int(data.labels[train].sum()),
+        "val_fraud": int(data.labels[val].sum()), "best_epoch": fits[0].best_epoch, "val_pr_auc": val_pr_auc,
+        "history": fits[0].history, "fit_config": fit.to_dict(), "disabled_fields": schema.disabled,
+        "cached_state": cached_state(head.config, tuned is not None),
+        "members": [{"seed": seed + i, "best_epoch": f.best_epoch, "val_pr_auc": f.best_val_pr_auc}
+                    for i, f in enumerate(fits)],
     }
-    encoder_state = result.encoder.state_dict() if result.encoder is not None else None
-    save_head(model_dir, result.head, schema, deviation, loaded.temperature, summary, encoder_state,
-              trees=trees)
+    encoder_state = tuned.state_dict() if tuned is not None else None
+    save_head(model_dir, head, schema, deviation, loaded.temperature, summary, encoder_state, trees=trees)
     return {"command": "fit-fraud", "model": str(model_dir), **summary,
             "wall_s": round(time.perf_counter() - start, 1)}
 

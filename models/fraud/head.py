@@ -32,6 +32,7 @@ from models.fraud.textcnn import TextCNN, TextCNNConfig
 SEQUENCE_KINDS = ("panther", "textcnn", "none")
 NUMERIC_ENCODINGS = ("standard", "ple")
 BLOCKS = ("txn", "sequence", "user", "deviation")
+NORMALIZERS = ("txn_norm", "ple", "hidden_norm", "user_norm", "deviation_norm")  # fitted on training data
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,16 @@ class FraudHead(nn.Module):
                              (self.deviation_norm, inputs.deviation)):
             if norm is not None and values is not None:
                 norm.fit(values)
+
+    @torch.no_grad()
+    def copy_normalization(self, other: FraudHead) -> None:
+        """Take `other`'s standardization (and PLE bins): the members of an ensemble share one."""
+        if other.config != self.config:
+            raise ValueError("copy_normalization needs a head of the same config")
+        for name in NORMALIZERS:
+            mine = getattr(self, name)
+            if mine is not None:
+                mine.load_state_dict(getattr(other, name).state_dict())
 
     @torch.no_grad()
     def fit_sequence_baseline(self, inputs: HeadInputs) -> None:

@@ -4,9 +4,11 @@
 but has no slot for an extra JSON config, so the head's config — head architecture, feature schema
 (names, vocabularies, state bounds), deviation settings, the softmax temperature, fit summary — lives in
 `fraud_head.json` beside it, which records the SHA-256 of the weights it belongs to; loading refuses a
-pair that does not match. A fine-tuned encoder (optional) is `fraud_encoder.safetensors`; a residual
-head's trees (optional, `models.fraud.trees`) are `fraud_trees.safetensors`: their logit is added to the
-head's wherever it is served.
+pair that does not match. An ensemble of heads (`models.fraud.ensemble`) is one weights file, its
+member count in the JSON ("ensemble"; 1, or absent in older artefacts, for one head). A fine-tuned
+encoder (optional) is `fraud_encoder.safetensors`; a residual head's trees (optional,
+`models.fraud.trees`) are `fraud_trees.safetensors`: their logit is added to the head's wherever it is
+served.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from models.artifact import Artifact, ArtifactError, file_sha256, load_artifact, save_artifact
 from models.fraud.deviation import DeviationConfig
+from models.fraud.ensemble import HeadEnsemble
 from models.fraud.features import FeatureSchema
 from models.fraud.head import FraudHead, HeadConfig
 from models.fraud.head_files import ENCODER_NAME, HEAD_JSON, HEAD_NAME, TREES_NAME
@@ -33,7 +36,7 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class HeadBundle:
-    head: FraudHead
+    head: FraudHead | HeadEnsemble  # `fraud_head.json` "ensemble": M > 1 members, their logits averaged
     schema: FeatureSchema
     deviation: DeviationConfig
     temperature: float
@@ -50,7 +53,7 @@ def model_temperature(artifact: Artifact) -> float:
 
 def save_head(
     model_dir: str | Path,
-    head: FraudHead,
+    head: FraudHead | HeadEnsemble,
     schema: FeatureSchema,
     deviation: DeviationConfig,
     temperature: float,
@@ -82,6 +85,7 @@ def save_head(
         "model_version": art.model_version,
         "fine_tuned_encoder": encoder_state is not None,
         "residual_trees": trees is not None,
+        "ensemble": len(head) if isinstance(head, HeadEnsemble) else 1,
         "summary": summary or {},
         "serving": serving_contract(head, schema, art.config["model"], encoder_state is not None),
     }
@@ -95,7 +99,7 @@ def _tensors(trees: TreeLogit | None) -> dict[str, torch.Tensor] | None:
     return None if trees is None else {k: torch.from_numpy(v) for k, v in trees.state_dict().items()}
 
 
-def serving_contract(head: FraudHead, schema: FeatureSchema, encoder: dict[str, Any],
+def serving_contract(head: FraudHead | HeadEnsemble, schema: FeatureSchema, encoder: dict[str, Any],
                      fine_tuned: bool) -> dict[str, Any]:  # fmt: skip
     """What a scorer of this head answers with, recorded so a worker reads it without torch
     (`stream.live_model.LiveModel.contract`): the reasons' signal order and the cached sequence width
@@ -124,7 +128,10 @@ def load_head(artifact: Artifact, device: str | torch.device = "cpu") -> HeadBun
     if info.get("weights_sha256") != actual:
         raise ArtifactError(f"{path} belongs to other fraud_head weights (sha256 {info.get('weights_sha256')}"
                             f" vs {actual}): re-run fit-fraud")
-    head = FraudHead(HeadConfig.from_dict(info["head"]))
+    config = HeadConfig.from_dict(info["head"])
+    members = int(info.get("ensemble", 1))  # absent before ensembles: one head
+    head: FraudHead | HeadEnsemble = (FraudHead(config) if members == 1
+                                      else HeadEnsemble([FraudHead(config) for _ in range(members)]))
     head.load_state_dict(artifact.extra_weights[HEAD_NAME])
     return HeadBundle(
         head=head.to(device).eval(),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from sklearn.metrics import average_precision_score
 from models.batch import SequenceBatch
 from models.fraud.dataset import FraudData
 from models.fraud.encoder_pass import as_windows
+from models.fraud.ensemble import DEFAULT_MEMBERS, HeadEnsemble, check_ensemble_config
 from models.fraud.head import FraudHead, HeadConfig, HeadInputs
 from models.panther import PantherModel
 
@@ -101,8 +103,9 @@ def _without_hidden(config: HeadConfig) -> HeadConfig:
 
 
 @torch.no_grad()
-def predict_logits(head: FraudHead, data: FraudData, idx: np.ndarray, device: torch.device | str = "cpu",
-                   batch_size: int = 4096, encoder: PantherModel | None = None) -> np.ndarray:
+def predict_logits(head: FraudHead | HeadEnsemble, data: FraudData, idx: np.ndarray,
+                   device: torch.device | str = "cpu", batch_size: int = 4096,
+                   encoder: PantherModel | None = None) -> np.ndarray:
     """(len(idx),) fraud logits of events idx."""
     device = torch.device(device)
     head.eval().to(device)
@@ -130,8 +133,13 @@ def fit_head(
     config: HeadConfig,
     fit: FitConfig | None = None,
     encoder: PantherModel | None = None,
+    normalize_like: FraudHead | None = None,
 ) -> FitResult:
-    """Train a FraudHead of variant `config` on events `train_idx`; choose the epoch on `val_idx`."""
+    """Train a FraudHead of variant `config` on events `train_idx`; choose the epoch on `val_idx`.
+
+    `normalize_like`: standardize with that head's statistics instead of this fit's own sample (an
+    ensemble's members share one, `models.fraud.ensemble`); the sample is still drawn, so the seed's
+    random stream, and everything else about the fit, stays as without it."""
     fit = fit or FitConfig()
     if data.labels is None:
         raise ValueError("fitting the fraud head needs labels (is_fraud)")
@@ -147,6 +155,8 @@ def fit_head(
         tuned = copy.deepcopy(encoder).to(device).train()
     sample = np.sort(rng.choice(train_idx, size=min(fit.norm_sample, len(train_idx)), replace=False))
     head.fit_normalization(batch_inputs(data, sample, config, device, tuned))
+    if normalize_like is not None:
+        head.copy_normalization(normalize_like)
     groups = [{"params": head.parameters(), "lr": fit.lr}]
     if tuned is not None:
         groups.append({"params": tuned.parameters(), "lr": fit.encoder_lr})
@@ -207,3 +217,40 @@ def _epoch_sample(train_idx: np.ndarray, labels: np.ndarray, keep: float,
     idx = rng.permutation(train_idx[kept])
     weights = np.where(labels[idx], 1.0, 1.0 / keep).astype(np.float32)
     return idx, weights
+
+
+def fit_ensemble(
+    data: FraudData,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    config: HeadConfig,
+    fit: FitConfig,
+    members: int = DEFAULT_MEMBERS,
+    on_member: Callable[[], None] | None = None,
+) -> tuple[HeadEnsemble | FraudHead, list[FitResult], float]:
+    """Members with seeds fit.seed, fit.seed + 1, …; member 0 is exactly `fit_head(config, fit)`.
+    → (the head to ship: the single head when `members` is 1, its members' fits, the validation PR-AUC
+    of what ships)."""
+    if members < 1:
+        raise ValueError(f"members must be ≥ 1, got {members}")
+    if members > 1:
+        check_ensemble_config(config, fit.fine_tune)
+    fits: list[FitResult] = []
+    for i in range(members):
+        like = fits[0].head if fits else None
+        member = replace(fit, seed=fit.seed + i)
+        fits.append(fit_head(data, train_idx, val_idx, config, member, normalize_like=like))
+        if on_member is not None:
+            on_member()
+    if members == 1:
+        return fits[0].head, fits, fits[0].best_val_pr_auc
+    ensemble = HeadEnsemble([f.head for f in fits])
+    return ensemble, fits, validation_pr_auc(ensemble, data, val_idx, fit.device)
+
+
+def validation_pr_auc(head: FraudHead | HeadEnsemble, data: FraudData, val_idx: np.ndarray,
+                      device: str) -> float:  # fmt: skip
+    if data.labels is None or not data.labels[val_idx].any():
+        return 0.0
+    scores = predict_logits(head, data, val_idx, device)
+    return float(average_precision_score(data.labels[val_idx], scores))

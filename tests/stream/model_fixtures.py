@@ -74,7 +74,7 @@ def perturbed_copy(model: Path, out: Path, seed: int = 1, scale: float = 0.3) ->
         for param in bundle.head.parameters():
             param.copy_(jitter(param))
     save_head(out, bundle.head, bundle.schema, bundle.deviation, bundle.temperature,
-              bundle.info.get("summary"), bundle.encoder_state)  # fmt: skip
+              bundle.info.get("summary"), bundle.encoder_state, trees=bundle.trees)  # fmt: skip
     return out
 
 

@@ -32,10 +32,11 @@ class Served:
 _SERVED: dict[str, Served] = {}
 
 
-def tiny_artifact(tmp: Path, with_head: bool = True, seed: int = 0, residual: bool = False) -> Path:
+def tiny_artifact(tmp: Path, with_head: bool = True, seed: int = 0, residual: bool = False,
+                  heads: int = 1) -> Path:  # fmt: skip
     return make_artifact(
         tmp, vocab=500, d_model=16, n_layers=1, max_len=MAX_LEN, with_head=with_head, seed=seed,
-        residual=residual,
+        residual=residual, heads=heads,
     )
 
 
@@ -66,7 +67,7 @@ def shared_served(request: pytest.FixtureRequest) -> Served:
     if served is None:
         factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
         root = factory.mktemp("served")
-        artifact = tiny_artifact(root / "model", residual=True)
+        artifact = tiny_artifact(root / "model", residual=True, heads=2)  # what fit-fraud ships
         export_model_repository(artifact, root / "repo", max_batch_size=256, queue_delay_us=2000,
                                 reference=True)  # fmt: skip
         server = new_server(root / "repo", root / "home")

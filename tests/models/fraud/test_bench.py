@@ -19,7 +19,7 @@ from models.fraud.bench import HYBRIDS, run_fraud_bench
 from models.fraud.metrics import DEFAULT_KS, alert_count
 
 MODELS = {"rules", "gbt", "gbt_profile", "dcn", "hybrid_textcnn", "hybrid_panther", "hybrid_panther_residual",
-          "hybrid"}
+          "hybrid_panther_residual_one_head", "hybrid"}
 SCENARIOS = {"account_takeover", "card_testing", "merchant_compromise", "geo_anomaly", "mule_transfer"}
 KS = [f"{k:g}%" for k in DEFAULT_KS]
 
@@ -110,6 +110,8 @@ def test_hybrid_is_what_fit_fraud_ships_and_is_saved_with_its_trees(bench) -> No
     assert head["summary"]["source"] == "bench fraud" and head["residual_trees"]
     assert head["summary"]["val_pr_auc"] == details[chosen]["val_pr_auc"]
     assert head["head"]["sequence"] == "panther" and (model_dir / "fraud_trees.safetensors").is_file()
+    assert head["ensemble"] == details[chosen]["heads"] == 3 == len(details[chosen]["members"])
+    assert details[chosen]["members"][0] == details["hybrid_panther_residual_one_head"]
 
 
 def test_the_fair_baseline_reads_the_profile_and_the_targets_compare_against_it(bench) -> None:

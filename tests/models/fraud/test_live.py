@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.artifact import ArtifactError, load_artifact
 from models.fraud.api import evaluate_fraud, fit_fraud, score_frame
+from models.fraud.ensemble import HeadEnsemble
+from models.fraud.head import FraudHead
 from models.fraud.head_io import HEAD_JSON, load_head
 from models.fraud.live import LiveEvent, score_events, tokenize_records, top_reasons
 from models.fraud.scorer import FraudScorer
@@ -32,6 +35,7 @@ def fitted(tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
     summary = fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu")
     assert summary["variant"] == "hybrid_panther" and summary["train_events"] > 0
     assert summary["residual"] and (model_dir / "fraud_trees.safetensors").is_file()  # the default
+    assert summary["heads"] == 3 == len(summary["members"])  # the default: an ensemble of three heads
     return model_dir
 
 
@@ -191,12 +195,26 @@ def test_a_residual_artefact_without_its_trees_is_refused(fitted: Path, tmp_path
         FraudScorer.from_artifact(model_dir)
 
 
-def test_the_head_alone_is_still_one_flag_away(tiny, tmp_path: Path) -> None:
+def test_the_default_ensemble_is_saved_and_loaded_whole(fitted: Path) -> None:
+    bundle = load_head(load_artifact(fitted))
+    assert isinstance(bundle.head, HeadEnsemble) and len(bundle.head) == 3
+    assert bundle.info["ensemble"] == 3
+    assert [m["seed"] for m in bundle.info["summary"]["members"]] == [0, 1, 2]
+    first, second = (member.psi.weight for member in bundle.head.members[:2])
+    assert not torch.equal(first, second)
+
+
+def test_the_head_alone_is_still_two_flags_away(tiny, tmp_path: Path) -> None:
+    """One head without trees; its fraud_head.json without "ensemble" (as before ensembles) loads too."""
     model_dir = tmp_path / "model"
     shutil.copytree(tiny.model_dir, model_dir)
     summary = fit_fraud(model_dir, tiny.transactions_path, tiny.profiles_path, epochs=1, device="cpu",
-                        residual=False, fit_overrides={"batch_size": 512})  # fmt: skip
+                        residual=False, heads=1, fit_overrides={"batch_size": 512})  # fmt: skip
     assert not summary["residual"] and FraudScorer.from_artifact(model_dir).trees is None
+    info = json.loads((model_dir / HEAD_JSON).read_text())
+    assert info.pop("ensemble") == 1
+    (model_dir / HEAD_JSON).write_text(json.dumps(info))
+    assert isinstance(load_head(load_artifact(model_dir)).head, FraudHead)
 
 
 def test_evaluate_without_a_head_says_why(tiny) -> None:
