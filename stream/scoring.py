@@ -228,9 +228,9 @@ class InProcessScorer:
     @classmethod
     def from_artifact(cls, model_dir: str | Path, device: str = "cpu", threads: int = 0,
                       torchscript: bool = True) -> InProcessScorer:  # fmt: skip
-        from triton_repo.runner import ArtefactRunner, set_torch_threads  # deferred: imports torch
+        from triton_repo.runner import ArtefactRunner, set_compute_threads  # deferred: imports torch
 
-        set_torch_threads(threads)
+        set_compute_threads(threads)
         return cls(ArtefactRunner.from_artifact(model_dir, device, torchscript=torchscript))
 
     @property

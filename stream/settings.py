@@ -138,8 +138,8 @@ class Settings(BaseSettings):
     triton_breaker_reset_s: float = Field(default=5.0, gt=0)
     triton_max_batch_size: int = Field(default=4096, ge=1)
     triton_queue_delay_us: int = Field(default=500, ge=0)
-    triton_torch_threads: int = Field(default=1, ge=0)  # per Triton instance; 0 = torch default
-    torch_threads: int = Field(default=1, ge=0)  # the worker's in-process scorer; 0 = torch default
+    triton_torch_threads: int = Field(default=1, ge=0)  # per Triton instance (torch and BLAS); 0 = defaults
+    torch_threads: int = Field(default=1, ge=0)  # the in-process scorer (torch and BLAS); 0 = defaults
 
     # Input limits (bad input goes to the DLQ, never crashes a consumer; docs/RELIABILITY.md). Larger
     # records are dead-lettered unparsed; the cap keeps a dead letter (raw bytes base64, ~4/3 of this)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from triton_repo.runner import ArtefactRunner, InvalidRequest
+from triton_repo.runner import ArtefactRunner, InvalidRequest, set_compute_threads
 from triton_repo.schema import REFRESH, SCORE, SPRM, USER_ENCODER
 
 ARTIFACT_DIR = "artifact"
@@ -91,11 +91,7 @@ class _Backend:
         self.device = device_for(
             args.get("model_instance_kind", "CPU"), args.get("model_instance_device_id", 0)
         )
-        threads = int(self.params.get("torch_threads", "0") or 0)
-        if threads > 0:
-            import torch
-
-            torch.set_num_threads(threads)
+        set_compute_threads(int(self.params.get("torch_threads", "0") or 0))
         self.runner = ArtefactRunner.from_artifact(
             artifact_dir, self.device, self.params.get("precision", "fp32") or "fp32"
         )

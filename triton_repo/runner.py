@@ -38,14 +38,19 @@ class InvalidRequest(ValueError):
     """A request's values are out of range for this model (the message says which input and why)."""
 
 
-def set_torch_threads(threads: int) -> None:
-    """Intra-op threads for this process; 0 keeps torch's default.
+def set_compute_threads(threads: int) -> None:
+    """Intra-op threads of torch and of numpy's BLAS (the head in numpy) for this process; 0 keeps
+    their defaults.
 
-    On a small shared CPU torch's default (one thread per core) oversubscribes: measured here, a
-    B=256 score took 820 ms with 2 threads under load and 8 ms with 1.
+    On a small shared CPU the defaults (one thread per core) oversubscribe: measured here, a B=256
+    score took 820 ms with 2 torch threads under load and 8 ms with 1; the head in numpy, 10 rows,
+    8 ms a call with OpenBLAS's 2 threads beside a busy process and 0.26 ms with 1.
     """
     if threads > 0:
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(threads)
+        threadpool_limits(threads, user_api="blas")  # process-wide, like torch's setting
 
 
 def _rows(value: Any, dtype: type[np.generic]) -> np.ndarray:
@@ -80,7 +85,8 @@ class ArtefactRunner:
         torchscript: bool = True,
     ) -> ArtefactRunner:
         """Load (and verify) the artefact once; the fraud head is used when the artefact has one.
-        `torchscript`: the refresh through frozen graphs where exact (`models.fraud.traced`)."""
+        `torchscript`: the serving fast paths where exact (`FraudScorer.trace_for_serving`: the refresh
+        through frozen graphs, the head in numpy on a CPU)."""
         device = torch.device(device)
         has_head = (Path(path) / f"{HEAD_NAME}.safetensors").is_file() and (Path(path) / HEAD_JSON).is_file()
         if has_head:

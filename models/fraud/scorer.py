@@ -42,15 +42,19 @@ import torch
 from models.artifact import Artifact, load_artifact
 from models.fraud.deviation import DEVIATION_NAMES, DeviationConfig, deviation_features
 from models.fraud.encoder_pass import next_token_lse, position_hidden, window_outputs
+from models.fraud.ensemble import HeadEnsemble
 from models.fraud.features import FeatureSchema
 from models.fraud.head import FraudHead, HeadInputs
 from models.fraud.head_io import load_head
+from models.fraud.numpy_head import NumpyHead
+from models.fraud.numpy_head import deviation_features as numpy_deviation
 from models.fraud.reasons import SignalMap, integrated_gradients
 from models.fraud.traced import EncoderCall, serving_encoder
 from models.fraud.trees import TreeLogit
 from models.panther import PantherModel
 
 ArrayLike = np.ndarray | torch.Tensor
+DEVIATION_OUTPUTS = ("deviation", "deviation_log", "surprise")  # the columns of Δ a score carries
 
 
 class FraudScorer:
@@ -59,7 +63,7 @@ class FraudScorer:
     def __init__(
         self,
         encoder: PantherModel,
-        head: FraudHead,
+        head: FraudHead | HeadEnsemble,
         schema: FeatureSchema,
         deviation: DeviationConfig,
         temperature: float = 1.0,
@@ -85,13 +89,17 @@ class FraudScorer:
         self._tuned_call: EncoderCall | None = (
             self.tuned_encoder.hidden_at if self.tuned_encoder is not None else None
         )
+        self.numpy_head: NumpyHead | None = None  # `score_state`'s fast path (`trace_for_serving`)
 
     def trace_for_serving(self, precision: str = "fp32") -> None:
         """Serve `refresh` through frozen TorchScript graphs where that is exact and helps (CPU fp32:
-        `models.fraud.traced`); the eager modules stay the reference path (`score`, training)."""
+        `models.fraud.traced`), and `score_state` through the head in numpy on a CPU
+        (`models.fraud.numpy_head`); the eager modules stay the reference path (`score`, training)."""
         self._encoder_call = serving_encoder(self.encoder, self.device, precision)
         if self.tuned_encoder is not None:
             self._tuned_call = serving_encoder(self.tuned_encoder, self.device, precision)
+        if self.device.type == "cpu" and precision == "fp32":
+            self.numpy_head = NumpyHead(self.head)
 
     @classmethod
     def from_artifact(cls, path: str | Path, device: str | torch.device = "cpu") -> FraudScorer:
@@ -188,6 +196,9 @@ class FraudScorer:
         reason_threshold: ArrayLike | None = None,
     ) -> dict[str, np.ndarray]:
         """The fusion head from cached state: no encoder, no pass over the vocabulary."""
+        if self.numpy_head is not None:
+            return self._score_state_numpy(self.numpy_head, txn_features, prob_stats, logp_new, hidden,
+                                           profile, sequence, user_embedding, reason_threshold)  # fmt: skip
         logp = self._t(logp_new, torch.float32).reshape(-1)
         profile_t = self._t(profile, torch.long)
         e_u = (self._t(user_embedding, torch.float32) if user_embedding is not None
@@ -220,6 +231,39 @@ class FraudScorer:
                 reasons[rows] = integrated_gradients(self.head, chosen, self.signals, self.reason_steps)
         out["reasons"] = reasons
         return {k: v.detach().cpu().numpy() for k, v in out.items()}
+
+    def _score_state_numpy(
+        self, head: NumpyHead, txn_features: ArrayLike, prob_stats: ArrayLike, logp_new: ArrayLike,
+        hidden: ArrayLike, profile: ArrayLike, sequence: ArrayLike | None, user_embedding: ArrayLike | None,
+        reason_threshold: ArrayLike | None,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """`score_state` with the head in numpy (same inputs, same outputs, equal to float32 rounding);
+        the reasons of the alerting rows from the torch head."""
+        features = _numpy(txn_features).astype(np.float32, copy=False)
+        logp = _numpy(logp_new).astype(np.float32, copy=False).reshape(-1)
+        e_u = _numpy(user_embedding) if user_embedding is not None else self.user_embedding(profile)
+        dev = numpy_deviation(logp, _numpy(prob_stats), self.deviation_config)
+        own = _numpy(sequence) if sequence is not None else None
+        if self.sequence_dim and own is None:
+            raise ValueError("this head needs the cached `sequence` input")
+        head_hidden = None
+        if self.head.config.sequence == "panther":
+            head_hidden = own if self.tuned_encoder is not None else _numpy(hidden)
+        blocks = head.blocks(features, head_hidden, e_u, dev, own)
+        logit = head.logit(blocks)
+        if self.trees is not None:
+            logit = logit + self.trees(features, _numpy(profile)).astype(np.float32, copy=False)
+        p_fraud = sigmoid(logit)
+        reasons = np.zeros((len(logit), len(self.signal_names)), dtype=np.float32)
+        if reason_threshold is not None:
+            rows = np.flatnonzero(p_fraud >= _numpy(reason_threshold).astype(np.float32).reshape(-1))
+            if rows.size:
+                chosen = {name: torch.from_numpy(np.ascontiguousarray(value[rows])).to(self.device)
+                          for name, value in blocks.items()}  # fmt: skip
+                attributed = integrated_gradients(self.head, chosen, self.signals, self.reason_steps)
+                reasons[rows] = attributed.detach().cpu().numpy()
+        columns = {name: dev[:, DEVIATION_NAMES.index(name)] for name in DEVIATION_OUTPUTS}
+        return {"p_fraud": p_fraud, "logit": logit, **columns, "reasons": reasons}
 
     def score(
         self,
@@ -262,6 +306,12 @@ class FraudScorer:
         if reasons:
             out["reasons"] = integrated_gradients(self.head, blocks, self.signals, self.reason_steps)
         return {k: v.detach().cpu().numpy() for k, v in out.items()}
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(x) in x's float dtype, without overflow for large |x|."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
 def _numpy(value: ArrayLike) -> np.ndarray:

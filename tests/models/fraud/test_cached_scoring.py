@@ -231,3 +231,34 @@ def test_doctests() -> None:
     for module in (models.fraud.window_plan, models.fraud.next_token, models.fraud.api, models.fraud.state):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_the_served_scorer_scores_as_the_reference(tiny, variant: FraudScorer) -> None:
+    """`trace_for_serving` (the worker's and Triton's CPU scorer: the traced encoder, the head in numpy)
+    changes no score, no Δ and no reason: cached and served against the full-window reference, and its
+    `score_state` against the torch head's on the same inputs (e_u from the profile, every row alerting)."""
+    served = copy.copy(variant)
+    served.trace_for_serving()
+    assert served.numpy_head is not None
+    events = live_events(tiny, variant)[0][:300]
+    cached, _ = run_cached(served, batches_of(events, 64), {})
+    assert_same(cached, run_reference(variant, batches_of(events, 64), {}))
+    rng = np.random.default_rng(0)
+    b, d = 32, variant.encoder.config.d_model
+    own = rng.normal(size=(b, variant.sequence_dim)).astype(np.float32)
+    inputs = {
+        "txn_features": rng.normal(size=(b, variant.n_features)).astype(np.float32),
+        "prob_stats": np.column_stack([rng.integers(0, 9, b), rng.uniform(0, 0.3, b), rng.uniform(0, 0.1, b),
+                                       rng.normal(-4, 1, b), rng.uniform(0, 1, b)]),
+        "logp_new": rng.normal(-4, 2, b).astype(np.float32),
+        "hidden": rng.normal(size=(b, d)).astype(np.float32),
+        "profile": np.zeros((b, len(variant.encoder.config.profile_cardinalities)), dtype=np.int64),
+        "sequence": own if variant.sequence_dim else None,
+        "reason_threshold": np.zeros(b, dtype=np.float32),
+    }
+    want, got = variant.score_state(**inputs), served.score_state(**inputs)
+    assert set(got) == set(want)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+        assert got[name].dtype == value.dtype, name
+    assert np.abs(got["reasons"]).sum(axis=1).min() > 0  # every row alerted and was explained

@@ -1,0 +1,92 @@
+"""What the head costs per call, in torch and in numpy: `python bench/numpy_head.py [--json]`.
+
+`FraudScorer.score_state` (the cached path's call per micro-batch: Δ, the head, the trees of a
+residual head; no reasons) on `panther bench stream`'s demo model, for batches of 1 to 250 rows, with
+the eager torch head (the reference) and with the head in numpy (`models.fraud.numpy_head`, what
+`trace_for_serving` serves), alternately, `--rounds` times, one torch and one BLAS thread (as the worker
+runs); the median per call of each. `--heads N` serves an ensemble of N copies of the model's head (the
+cost of `fit-fraud`'s default ensemble, whatever the model was fitted with). Both give the same
+outputs (checked here; tested in tests/models/fraud/test_numpy_head.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from models.fraud.ensemble import HeadEnsemble
+from models.fraud.head import FraudHead
+from models.fraud.numpy_head import NumpyHead
+from models.fraud.scorer import FraudScorer
+from stream.bench_stream import default_model
+from stream.cli import emit
+from stream.settings import Settings
+
+
+def inputs(scorer: FraudScorer, b: int, rng: np.random.Generator) -> dict[str, Any]:
+    d = scorer.encoder.config.d_model
+    own = rng.normal(size=(b, scorer.sequence_dim)).astype(np.float32)
+    return {
+        "txn_features": rng.normal(size=(b, scorer.n_features)).astype(np.float32),
+        "prob_stats": np.column_stack([rng.integers(0, 9, b), rng.uniform(0, 0.3, b), rng.uniform(0, 0.1, b),
+                                       rng.normal(-4, 1, b), rng.uniform(0, 1, b)]),
+        "logp_new": rng.normal(-4, 2, b).astype(np.float32),
+        "hidden": rng.normal(size=(b, d)).astype(np.float32),
+        "profile": np.zeros((b, len(scorer.encoder.config.profile_cardinalities)), dtype=np.int64),
+        "user_embedding": rng.normal(size=(b, d)).astype(np.float32),
+        "sequence": own if scorer.sequence_dim else None,
+    }
+
+
+def per_call_ms(fn: Callable[[], object], calls: int) -> float:
+    fn()
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return 1000 * (time.perf_counter() - started) / calls
+
+
+@click.command()
+@click.option("--sizes", default="1,10,30,250", show_default=True)
+@click.option("--rounds", default=5, show_default=True)
+@click.option("--heads", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+def main(sizes: str, rounds: int, heads: int, as_json: bool) -> None:
+    model, _ = default_model(Settings().home, "demo")
+    torch.set_num_threads(1)
+    reference = FraudScorer.from_artifact(model)
+    if heads > 1:
+        head = reference.head
+        single: FraudHead = head.members[0] if isinstance(head, HeadEnsemble) else head  # type: ignore[assignment]
+        reference.head = HeadEnsemble([copy.deepcopy(single) for _ in range(heads)]).eval()
+    served = copy.copy(reference)
+    served.numpy_head = NumpyHead(reference.head)
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"model": str(model), "heads": heads, "trees": reference.trees is not None,
+                           "rows": {}}  # fmt: skip
+    with threadpool_limits(1):
+        for b in [int(s) for s in sizes.split(",")]:
+            x = inputs(reference, b, rng)
+            want, got = reference.score_state(**x), served.score_state(**x)
+            assert np.abs(want["p_fraud"] - got["p_fraud"]).max() < 1e-5
+            calls = max(20, 4000 // b)
+            eager, fast = [], []
+            for _ in range(rounds):
+                eager.append(per_call_ms(lambda x=x: reference.score_state(**x), calls))
+                fast.append(per_call_ms(lambda x=x: served.score_state(**x), calls))
+            torch_ms, numpy_ms = statistics.median(eager), statistics.median(fast)
+            out["rows"][b] = {"torch_ms": round(torch_ms, 4), "numpy_ms": round(numpy_ms, 4),
+                              "speedup": round(torch_ms / numpy_ms, 2)}  # fmt: skip
+    emit(out, as_json)
+
+
+if __name__ == "__main__":
+    main()
