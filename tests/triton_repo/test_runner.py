@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +68,16 @@ def test_validate_names_the_bad_input(models: tuple[Path, Path], change: dict, m
     runner = ArtefactRunner.from_artifact(models[0])
     with pytest.raises(InvalidRequest, match=message):
         runner.validate(arrays(np.random.default_rng(2)) | change)
+
+
+def test_one_setting_caps_torch_and_blas_threads() -> None:
+    """`set_compute_threads` (PANTHER_TORCH_THREADS, Triton's `torch_threads`): the head in numpy runs on
+    BLAS, whose default of a thread per core oversubscribes a small shared CPU as torch's does."""
+    script = ("import torch; from threadpoolctl import threadpool_info; "
+              "from triton_repo.runner import set_compute_threads; set_compute_threads(1); "
+              "blas = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']; "
+              "print(torch.get_num_threads(), blas)")  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    torch_threads, blas = done.stdout.split(" ", 1)
+    assert torch_threads == "1" and set(json.loads(blas)) == {1}, done.stdout  # every BLAS loaded
