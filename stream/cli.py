@@ -332,6 +332,9 @@ def fit_fraud(model_dir: Path, transactions: Path, profiles: Path | None, epochs
     labeled data and saves it into the artefact."""
     from models.fraud.api import fit_fraud as fit
 
+    if fine_tune and heads is not None and heads > 1:
+        raise click.UsageError("--fine-tune fits one head (each member would need its own encoder): "
+                               "leave out --heads")
     report = fit(model_dir, transactions, profiles, epochs=epochs, device=device, fine_tune=fine_tune,
                  residual=residual, heads=heads, progress=True)  # the bar is on stderr: --json stays clean
     emit(report, as_json)

@@ -89,3 +89,14 @@ def test_member_zero_is_the_single_fit_and_all_share_its_standardization(planted
     assert 0.0 <= val_pr_auc <= 1.0
     alone, fits, _ = fit_ensemble(planted, train, val, config, fit, members=1)
     assert isinstance(alone, FraudHead) and len(fits) == 1
+
+
+def test_the_cli_refuses_an_ensemble_with_fine_tuning_in_one_line(tiny) -> None:
+    from click.testing import CliRunner
+
+    from stream.cli import main
+
+    args = ["fit-fraud", "--model", str(tiny.model_dir), "--transactions", str(tiny.transactions_path),
+            "--fine-tune", "--heads", "2"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "leave out --heads" in result.output and "Traceback" not in result.output
