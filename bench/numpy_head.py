@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import click
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
+from timing import per_call_ms  # bench/timing.py
 
 from models.fraud.ensemble import HeadEnsemble
 from models.fraud.head import FraudHead
@@ -29,29 +28,15 @@ from models.fraud.scorer import FraudScorer
 from stream.bench_stream import default_model
 from stream.cli import emit
 from stream.settings import Settings
+from triton_repo.synthetic import state_score_inputs
 
 
 def inputs(scorer: FraudScorer, b: int, rng: np.random.Generator) -> dict[str, Any]:
-    d = scorer.encoder.config.d_model
-    own = rng.normal(size=(b, scorer.sequence_dim)).astype(np.float32)
-    return {
-        "txn_features": rng.normal(size=(b, scorer.n_features)).astype(np.float32),
-        "prob_stats": np.column_stack([rng.integers(0, 9, b), rng.uniform(0, 0.3, b), rng.uniform(0, 0.1, b),
-                                       rng.normal(-4, 1, b), rng.uniform(0, 1, b)]),
-        "logp_new": rng.normal(-4, 2, b).astype(np.float32),
-        "hidden": rng.normal(size=(b, d)).astype(np.float32),
-        "profile": np.zeros((b, len(scorer.encoder.config.profile_cardinalities)), dtype=np.int64),
-        "user_embedding": rng.normal(size=(b, d)).astype(np.float32),
-        "sequence": own if scorer.sequence_dim else None,
-    }
-
-
-def per_call_ms(fn: Callable[[], object], calls: int) -> float:
-    fn()
-    started = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return 1000 * (time.perf_counter() - started) / calls
+    """What the worker's cached path sends: random head inputs, e_u from the profile cache."""
+    config = scorer.encoder.config
+    request = state_score_inputs(scorer.n_features, config.d_model, len(config.profile_cardinalities),
+                                 scorer.sequence_dim, b, rng)  # fmt: skip
+    return request | {"user_embedding": rng.normal(size=(b, config.d_model)).astype(np.float32)}
 
 
 @click.command()

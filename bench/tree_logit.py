@@ -10,13 +10,12 @@ Both give the same logits (checked here, and tested in tests/models/fraud/test_t
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import click
 import numpy as np
 from threadpoolctl import threadpool_limits
+from timing import per_call_ms  # bench/timing.py
 
 from models.fraud.baselines import GBTConfig
 from models.fraud.trees import TreeLogit, tree_inputs
@@ -32,14 +31,6 @@ def fitted(rows: int, seed: int = 0) -> tuple[Any, TreeLogit, np.ndarray, np.nda
                         learning_rate=c.learning_rate, max_leaf_nodes=c.max_leaf_nodes,
                         min_samples_leaf=c.min_samples_leaf, l2_regularization=c.l2_regularization,
                         random_state=seed)  # fmt: skip
-
-
-def per_call_ms(fn: Callable[[], object], calls: int) -> float:
-    fn()
-    started = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return 1000 * (time.perf_counter() - started) / calls
 
 
 @click.command()

@@ -104,3 +104,18 @@ def random_trees(width: int, cardinalities: list[int] | tuple[int, ...], rng: np
     model = HistGradientBoostingClassifier(categorical_features=categorical, **settings)
     model.fit(tree_inputs(features, profile), labels)
     return model, TreeLogit.from_sklearn(model, categorical), features, profile
+
+
+def state_score_inputs(n_features: int, d_model: int, profile_fields: int, sequence_dim: int, rows: int,
+                       rng: np.random.Generator) -> dict[str, np.ndarray | None]:  # fmt: skip
+    """Random but plausible `FraudScorer.score_state` inputs (no e_u: the scorer embeds the profile)."""
+    stats = np.column_stack([rng.integers(0, 9, rows), rng.uniform(0, 0.3, rows), rng.uniform(0, 0.1, rows),
+                             rng.normal(-4, 1, rows), rng.uniform(0, 1, rows)])  # fmt: skip
+    return {
+        "txn_features": rng.normal(size=(rows, n_features)).astype(np.float32),
+        "prob_stats": stats,
+        "logp_new": rng.normal(-4, 2, rows).astype(np.float32),
+        "hidden": rng.normal(size=(rows, d_model)).astype(np.float32),
+        "profile": np.zeros((rows, profile_fields), dtype=np.int64),
+        "sequence": rng.normal(size=(rows, sequence_dim)).astype(np.float32) if sequence_dim else None,
+    }

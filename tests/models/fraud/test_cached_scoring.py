@@ -25,6 +25,7 @@ from models.fraud.scorer import FraudScorer
 from models.fraud.state import UserState, tag64
 from models.fraud.txn import txn_view
 from tests.models.fraud.test_live import live_events
+from triton_repo.synthetic import state_score_inputs
 
 TAGS = ModelTags(tag64("model-a"), tag64("model-a", "head"))
 FIELDS = ("p_fraud", "logp_new", "deviation", "deviation_log", "surprise")
@@ -243,19 +244,10 @@ def test_the_served_scorer_scores_as_the_reference(tiny, variant: FraudScorer) -
     events = live_events(tiny, variant)[0][:300]
     cached, _ = run_cached(served, batches_of(events, 64), {})
     assert_same(cached, run_reference(variant, batches_of(events, 64), {}))
-    rng = np.random.default_rng(0)
-    b, d = 32, variant.encoder.config.d_model
-    own = rng.normal(size=(b, variant.sequence_dim)).astype(np.float32)
-    inputs = {
-        "txn_features": rng.normal(size=(b, variant.n_features)).astype(np.float32),
-        "prob_stats": np.column_stack([rng.integers(0, 9, b), rng.uniform(0, 0.3, b), rng.uniform(0, 0.1, b),
-                                       rng.normal(-4, 1, b), rng.uniform(0, 1, b)]),
-        "logp_new": rng.normal(-4, 2, b).astype(np.float32),
-        "hidden": rng.normal(size=(b, d)).astype(np.float32),
-        "profile": np.zeros((b, len(variant.encoder.config.profile_cardinalities)), dtype=np.int64),
-        "sequence": own if variant.sequence_dim else None,
-        "reason_threshold": np.zeros(b, dtype=np.float32),
-    }
+    config = variant.encoder.config
+    inputs = state_score_inputs(variant.n_features, config.d_model, len(config.profile_cardinalities),
+                                variant.sequence_dim, 32, np.random.default_rng(0))  # fmt: skip
+    inputs["reason_threshold"] = np.zeros(32, dtype=np.float32)
     want, got = variant.score_state(**inputs), served.score_state(**inputs)
     assert set(got) == set(want)
     for name, value in want.items():
