@@ -6,8 +6,9 @@ machinery than in arithmetic (`python bench/numpy_head.py`, docs/BENCHMARKS.md, 
 arithmetic as numpy calls on float32 arrays costs a fraction of that, and at 1,000 events/s, where the
 worker's batches hold 5–25 events, the per-call cost is what the latency is made of.
 
-`NumpyHead.from_torch` copies the weights of a fitted `FraudHead` or `HeadEnsemble` (eval mode: dropout
-is the identity); `blocks` and `logit` mirror `FraudHead.blocks` and `FraudHead.fuse` step by step,
+`NumpyHead(head)` copies the weights of a fitted `FraudHead` or `HeadEnsemble` (eval mode: dropout is
+the identity; an ensemble's members' layers stacked, so three heads cost about the numpy calls of
+one); `blocks` and `logit` mirror `FraudHead.blocks` and `FraudHead.fuse` step by step,
 and `deviation_features` mirrors `models.fraud.deviation.deviation_features`. The torch head stays the
 reference (training, the full-window `score`, reasons), and tests hold the two equal for every head
 variant. Reasons (integrated gradients) still run in torch, for the alerting rows only.
@@ -25,20 +26,49 @@ from models.fraud.deviation import DeviationConfig
 from models.fraud.ensemble import HeadEnsemble
 from models.fraud.head import BLOCKS, FraudHead
 
-Layer = tuple[np.ndarray, np.ndarray | None]  # (weight (out, in), bias (out,) or None)
+Layer = tuple[np.ndarray, np.ndarray | None]  # weight, bias or None: (in, out), (out,) for one head;
+#                                                (M, in, out), (M, 1, out) stacked over M members
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().float().numpy())
 
 
-def _linear(layer: nn.Linear) -> Layer:
-    return _f32(layer.weight).T.copy(), None if layer.bias is None else _f32(layer.bias)
+def _stacked(layers: list[nn.Linear]) -> Layer:
+    """The same layer of M members: x (M, B, in) @ W (M, in, out) [+ b]; one head's stays 2-D (a
+    stack of one through `np.matmul` cost up to 1.5x the plain product on small batches)."""
+    weights = [_f32(layer.weight).T for layer in layers]
+    biases = None if layers[0].bias is None else [_f32(layer.bias) for layer in layers]
+    if len(layers) == 1:
+        return np.ascontiguousarray(weights[0]), None if biases is None else biases[0]
+    return np.stack(weights), None if biases is None else np.stack(biases)[:, None, :]
 
 
 def _apply(x: np.ndarray, layer: Layer) -> np.ndarray:
-    out = x @ layer[0]
+    out = np.matmul(x, layer[0])
     return out if layer[1] is None else out + layer[1]
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """One layer of M members over the same input (ψ, the block projections): one (in, M·out) product
+    instead of M, its result split per member → (M, B, out); one head's: (B, out)."""
+
+    weight: np.ndarray  # (in, M·out)
+    bias: np.ndarray  # (M·out,)
+    members: int
+
+    @classmethod
+    def of(cls, layers: list[nn.Linear]) -> _Shared:
+        weight = np.concatenate([_f32(layer.weight).T for layer in layers], axis=1)
+        return cls(np.ascontiguousarray(weight), np.concatenate([_f32(layer.bias) for layer in layers]),
+                   len(layers))  # fmt: skip
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = x @ self.weight + self.bias
+        if self.members == 1:
+            return out
+        return np.ascontiguousarray(out.reshape(len(x), self.members, -1).transpose(1, 0, 2))
 
 
 @dataclass(frozen=True)
@@ -56,33 +86,40 @@ def _norm(module: nn.Module | None) -> _Norm | None:
 
 @dataclass(frozen=True)
 class _Fusion:
-    """One member's ψ, block projections and DCN (weights transposed: x @ W)."""
+    """The members' ψ, block projections and DCNs, each layer stacked over the M members, so an
+    ensemble costs as many numpy calls as one head (calls, not arithmetic, are what a small batch pays).
+    Members share the standardization and the PLE bins (`FraudHead.copy_normalization`): member 0's."""
 
     ple: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None  # lower, width, floor, ceiling
     n_numeric: int
-    psi: Layer
-    projections: dict[str, Layer]
+    psi: _Shared
+    projections: dict[str, _Shared]
     cross: list[list[Layer]]  # per cross layer: [full] or [U, V] (low rank)
     deep: list[Layer]  # each followed by ReLU
     out: Layer
 
     @classmethod
-    def from_torch(cls, head: FraudHead) -> _Fusion:
+    def from_torch(cls, members: list[FraudHead]) -> _Fusion:
+        first = members[0]
+        bins = first.ple
         ple = None
-        if head.ple is not None:
-            ple = (_f32(head.ple.lower), _f32(head.ple.width), _f32(head.ple.floor), _f32(head.ple.ceiling))
-        projections = {name: _linear(seq[1]) for name, seq in head.projections.items()}  # Dropout, Linear
+        if bins is not None:
+            ple = (_f32(bins.lower), _f32(bins.width), _f32(bins.floor), _f32(bins.ceiling))
+        projections = {name: _Shared.of([m.projections[name][1] for m in members])  # (Dropout, Linear)
+                       for name in first.projections}  # fmt: skip
         cross = []
-        for layer in head.dcn.cross:
-            project = layer.project
-            low_rank = not isinstance(project, nn.Linear)
-            cross.append([_linear(p) for p in project] if low_rank else [_linear(project)])
-        deep = [_linear(m) for m in head.dcn.deep if isinstance(m, nn.Linear)]
-        psi, out = _linear(head.psi), _linear(head.dcn.out)
-        return cls(ple, head.config.n_numeric, psi, projections, cross, deep, out)
+        for i, layer in enumerate(first.dcn.cross):
+            if isinstance(layer.project, nn.Linear):
+                cross.append([_stacked([m.dcn.cross[i].project for m in members])])
+            else:  # low rank: U then V
+                cross.append([_stacked([m.dcn.cross[i].project[j] for m in members]) for j in range(2)])
+        deep = [_stacked([m.dcn.deep[i] for m in members])
+                for i, module in enumerate(first.dcn.deep) if isinstance(module, nn.Linear)]  # fmt: skip
+        psi, out = _Shared.of([m.psi for m in members]), _stacked([m.dcn.out for m in members])
+        return cls(ple, first.config.n_numeric, psi, projections, cross, deep, out)
 
-    def logit(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
-        """`FraudHead.fuse`: blocks (B, dim each) → (B,) float32."""
+    def logits(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        """`FraudHead.fuse` of every member: blocks (B, dim each) → (M, B) float32 ((B,): one head)."""
         txn = blocks["txn"]
         if self.ple is not None:
             lower, width, floor, ceiling = self.ple
@@ -90,12 +127,16 @@ class _Fusion:
             z = (txn[:, :n, None] - lower) / width
             encoded = np.maximum(np.minimum(z, ceiling), floor).reshape(len(txn), -1)
             txn = np.concatenate([encoded, txn[:, n:]], axis=1)
-        parts = [_apply(txn, self.psi)]
+        psi = self.psi(txn)
+        parts = [psi]
         for name in BLOCKS[1:]:
             if name in blocks:
-                parts.append(_apply(blocks[name], self.projections[name]) if name in self.projections
-                             else blocks[name])  # fmt: skip
-        x0 = np.concatenate(parts, axis=1)
+                value = blocks[name]
+                if name in self.projections:
+                    parts.append(self.projections[name](value))
+                else:  # the raw block (Δ), the same for every member
+                    parts.append(value if psi.ndim == 2 else np.broadcast_to(value, (len(psi), *value.shape)))
+        x0 = np.concatenate(parts, axis=-1)
         x = x0
         for layers in self.cross:
             projected = x
@@ -105,7 +146,7 @@ class _Fusion:
         deep = x0
         for layer in self.deep:
             deep = np.maximum(_apply(deep, layer), 0.0)
-        return _apply(np.concatenate([x, deep], axis=1), self.out)[:, 0]
+        return _apply(np.concatenate([x, deep], axis=-1), self.out)[..., 0]
 
 
 class NumpyHead:
@@ -119,7 +160,7 @@ class NumpyHead:
         self.hidden_norm = _norm(first.hidden_norm)
         self.user_norm = _norm(first.user_norm)
         self.deviation_norm = _norm(first.deviation_norm)
-        self.fusions = [_Fusion.from_torch(m) for m in members]
+        self.fusion = _Fusion.from_torch(members)
 
     def blocks(self, features: np.ndarray, hidden: np.ndarray | None, user: np.ndarray | None,
                deviation: np.ndarray | None, sequence: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -137,10 +178,9 @@ class NumpyHead:
         return out
 
     def logit(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
-        """(B,) float32: the member's logit, or the mean of the members' (`HeadEnsemble.fuse`)."""
-        if len(self.fusions) == 1:
-            return self.fusions[0].logit(blocks)
-        return np.mean([f.logit(blocks) for f in self.fusions], axis=0, dtype=np.float32)
+        """(B,) float32: the head's logit, or the mean of the members' (`HeadEnsemble.fuse`)."""
+        logits = self.fusion.logits(blocks)
+        return logits if logits.ndim == 1 else logits.mean(axis=0, dtype=np.float32)
 
 
 def deviation_features(logp: np.ndarray, stats: np.ndarray, config: DeviationConfig) -> np.ndarray:
