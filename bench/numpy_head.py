@@ -4,8 +4,9 @@
 residual head; no reasons) on `panther bench stream`'s demo model, for batches of 1 to 250 rows, with
 the eager torch head (the reference) and with the head in numpy (`models.fraud.numpy_head`, what
 `trace_for_serving` serves), alternately, `--rounds` times, one torch and one BLAS thread (as the worker
-runs); the median per call of each. `--heads N` serves an ensemble of N copies of the model's head (the
-cost of `fit-fraud`'s default ensemble, whatever the model was fitted with). Both give the same
+runs); the median per call of each. The model's head as fitted (an ensemble of three since
+`fit-fraud`'s default changed), or with `--heads N` N copies of its first head: the cost of N members
+whatever the model was fitted with. Both give the same
 outputs (checked here; tested in tests/models/fraud/test_numpy_head.py).
 """
 
@@ -42,20 +43,22 @@ def inputs(scorer: FraudScorer, b: int, rng: np.random.Generator) -> dict[str, A
 @click.command()
 @click.option("--sizes", default="1,10,30,250", show_default=True)
 @click.option("--rounds", default=5, show_default=True)
-@click.option("--heads", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--heads", default=None, type=click.IntRange(min=1), help="Default: as fitted.")
 @click.option("--json", "as_json", is_flag=True)
-def main(sizes: str, rounds: int, heads: int, as_json: bool) -> None:
+def main(sizes: str, rounds: int, heads: int | None, as_json: bool) -> None:
     model, _ = default_model(Settings().home, "demo")
     torch.set_num_threads(1)
     reference = FraudScorer.from_artifact(model)
-    if heads > 1:
-        head = reference.head
-        single: FraudHead = head.members[0] if isinstance(head, HeadEnsemble) else head  # type: ignore[assignment]
-        reference.head = HeadEnsemble([copy.deepcopy(single) for _ in range(heads)]).eval()
+    head = reference.head
+    single: FraudHead = head.members[0] if isinstance(head, HeadEnsemble) else head  # type: ignore[assignment]
+    if heads is not None:
+        copies = [copy.deepcopy(single) for _ in range(heads)]
+        reference.head = single if heads == 1 else HeadEnsemble(copies).eval()
     served = copy.copy(reference)
     served.numpy_head = NumpyHead(reference.head)
     rng = np.random.default_rng(0)
-    out: dict[str, Any] = {"model": str(model), "heads": heads, "trees": reference.trees is not None,
+    members = len(reference.head) if isinstance(reference.head, HeadEnsemble) else 1
+    out: dict[str, Any] = {"model": str(model), "heads": members, "trees": reference.trees is not None,
                            "rows": {}}  # fmt: skip
     with threadpool_limits(1):
         for b in [int(s) for s in sizes.split(",")]:
