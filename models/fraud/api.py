@@ -73,13 +73,17 @@ def fit_variant(data: FraudData, train: np.ndarray, val: np.ndarray, variant: st
     return fit_head(data, train, val, variant_config(data, variant, **head_kw), fit, encoder)
 
 
-def ensemble_size(heads: int | None, variant: str, fine_tune: bool) -> int:
+def ensemble_size(heads: int | None, config: HeadConfig, fine_tune: bool) -> int:
     """`fit-fraud --heads`: `DEFAULT_MEMBERS`, or one head where a head cannot be an ensemble member
-    (its own TextCNN, a fine-tuned encoder: `models.fraud.ensemble`)."""
+    (its own TextCNN, a fine-tuned encoder: `models.fraud.ensemble.check_ensemble_config` says why)."""
     if heads is None:
-        return 1 if fine_tune or variant == "hybrid_textcnn" else DEFAULT_MEMBERS
-    if heads < 1:
-        raise ValueError(f"--heads must be at least 1, got {heads}")
+        try:
+            check_ensemble_config(config, fine_tune)
+        except ValueError:
+            return 1
+        return DEFAULT_MEMBERS
+    if heads > 1:
+        check_ensemble_config(config, fine_tune)
     return heads
 
 
@@ -122,9 +126,6 @@ def fit_fraud(
     standardization, their logits averaged (`models.fraud.ensemble`; default `ensemble_size`)."""
     if variant not in HEAD_VARIANTS:
         raise ValueError(f"variant must be one of {HEAD_VARIANTS}")
-    members = ensemble_size(heads, variant, fine_tune)
-    if members > 1:  # fail before the trees' minutes, not after
-        check_ensemble_config(head_config(variant, 1, vocab_size=2), fine_tune)
     start = time.perf_counter()
     dev = resolve_device(device)
     loaded = load_inputs(model_dir, transactions_path, profiles_path)
@@ -134,18 +135,15 @@ def fit_fraud(
     if data.labels is None:
         raise ValueError(f"{transactions_path} has no is_fraud labels: fit-fraud needs labelled data")
     train, val, _, _ = chronological_split(data.times, 1.0, val_fraction)
+    config = variant_config(data, variant)
+    members = ensemble_size(heads, config, fine_tune)  # refused here, before the trees' minutes
     fit = FitConfig(epochs=epochs, device=str(dev), fine_tune=fine_tune, seed=seed, **(fit_overrides or {}))
     trees = None
     with progress_bar("fitting the trees and heads", TREE_FITS * residual + members, enabled=progress) as bar:
         if residual:
             data, trees = on_residual_trees(data, train, val, seed, on_fit=bar.advance)
-        if members == 1:
-            result = fit_variant(data, train, val, variant, fit, loaded.encoder)
-            head, fits, val_pr_auc = result.head, [result], result.best_val_pr_auc
-            bar.advance()
-        else:
-            head, fits, val_pr_auc = fit_ensemble(data, train, val, variant_config(data, variant), fit,
-                                                  members, on_member=bar.advance)  # fmt: skip
+        head, fits, val_pr_auc = fit_ensemble(data, train, val, config, fit, members, bar.advance,
+                                              loaded.encoder)  # fmt: skip
     tuned = fits[0].encoder
     summary = {
         "variant": variant, "residual": residual, "heads": members, "train_events": len(train),

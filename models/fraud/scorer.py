@@ -216,21 +216,11 @@ class FraudScorer:
         blocks = self.head.blocks(inputs)
         logit = self._logit(blocks, txn_features, profile)
         p_fraud = torch.sigmoid(logit).float()
-        out: dict[str, Any] = {
-            "p_fraud": p_fraud,
-            "logit": logit.float(),
-            "deviation": dev[:, DEVIATION_NAMES.index("deviation")],
-            "deviation_log": dev[:, DEVIATION_NAMES.index("deviation_log")],
-            "surprise": dev[:, DEVIATION_NAMES.index("surprise")],
-        }
-        reasons = torch.zeros(logit.shape[0], len(self.signal_names), device=self.device)
-        if reason_threshold is not None:
-            rows = torch.nonzero(p_fraud >= self._t(reason_threshold, torch.float32).reshape(-1)).flatten()
-            if rows.numel():
-                chosen = {name: value[rows] for name, value in blocks.items()}
-                reasons[rows] = integrated_gradients(self.head, chosen, self.signals, self.reason_steps)
-        out["reasons"] = reasons
-        return {k: v.detach().cpu().numpy() for k, v in out.items()}
+        columns = {name: dev[:, DEVIATION_NAMES.index(name)] for name in DEVIATION_OUTPUTS}
+        outputs = {"p_fraud": p_fraud, "logit": logit.float(), **columns}
+        out = {k: v.detach().cpu().numpy() for k, v in outputs.items()}
+        out["reasons"] = self._alert_reasons(blocks, out["p_fraud"], reason_threshold)
+        return out
 
     def _score_state_numpy(
         self, head: NumpyHead, txn_features: ArrayLike, prob_stats: ArrayLike, logp_new: ArrayLike,
@@ -254,16 +244,24 @@ class FraudScorer:
         if self.trees is not None:
             logit = logit + self.trees(features, _numpy(profile)).astype(np.float32, copy=False)
         p_fraud = sigmoid(logit)
-        reasons = np.zeros((len(logit), len(self.signal_names)), dtype=np.float32)
-        if reason_threshold is not None:
-            rows = np.flatnonzero(p_fraud >= _numpy(reason_threshold).astype(np.float32).reshape(-1))
-            if rows.size:
-                chosen = {name: torch.from_numpy(np.ascontiguousarray(value[rows])).to(self.device)
-                          for name, value in blocks.items()}  # fmt: skip
-                attributed = integrated_gradients(self.head, chosen, self.signals, self.reason_steps)
-                reasons[rows] = attributed.detach().cpu().numpy()
         columns = {name: dev[:, DEVIATION_NAMES.index(name)] for name in DEVIATION_OUTPUTS}
+        reasons = self._alert_reasons(blocks, p_fraud, reason_threshold)
         return {"p_fraud": p_fraud, "logit": logit, **columns, "reasons": reasons}
+
+    def _alert_reasons(self, blocks: dict[str, Any], p_fraud: np.ndarray,
+                       reason_threshold: ArrayLike | None) -> np.ndarray:  # fmt: skip
+        """(B, S) float32: the torch head's integrated gradients for the rows whose p_fraud is at or
+        above their threshold (the alerting rows), zeros elsewhere; `blocks` torch or numpy (B, dim)."""
+        reasons = np.zeros((len(p_fraud), len(self.signal_names)), dtype=np.float32)
+        if reason_threshold is None:
+            return reasons
+        rows = np.flatnonzero(p_fraud >= _numpy(reason_threshold).astype(np.float32).reshape(-1))
+        if rows.size:
+            chosen = {name: self._t(np.ascontiguousarray(_numpy(value)[rows]), torch.float32)
+                      for name, value in blocks.items()}  # fmt: skip
+            attributed = integrated_gradients(self.head, chosen, self.signals, self.reason_steps)
+            reasons[rows] = attributed.detach().cpu().numpy()
+        return reasons
 
     def score(
         self,

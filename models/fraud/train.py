@@ -189,8 +189,7 @@ def fit_head(
             if schedule.last_epoch + 1 < schedule.total_steps:
                 schedule.step()
             total, steps = total + float(loss.detach()), steps + 1
-        val_scores = predict_logits(head, data, val_idx, device, fit.eval_batch_size, tuned)
-        val_ap = float(average_precision_score(labels[val_idx], val_scores)) if labels[val_idx].any() else 0.0
+        val_ap = validation_pr_auc(head, data, val_idx, device, fit.eval_batch_size, tuned)
         history.append({"epoch": epoch + 1, "loss": total / max(steps, 1), "val_pr_auc": val_ap})
         if val_ap > best[0]:
             best = (val_ap, epoch + 1, copy.deepcopy(head.state_dict()),
@@ -227,10 +226,11 @@ def fit_ensemble(
     fit: FitConfig,
     members: int = DEFAULT_MEMBERS,
     on_member: Callable[[], None] | None = None,
+    encoder: PantherModel | None = None,
 ) -> tuple[HeadEnsemble | FraudHead, list[FitResult], float]:
-    """Members with seeds fit.seed, fit.seed + 1, …; member 0 is exactly `fit_head(config, fit)`.
-    → (the head to ship: the single head when `members` is 1, its members' fits, the validation PR-AUC
-    of what ships)."""
+    """Members with seeds fit.seed, fit.seed + 1, …; member 0 is exactly `fit_head(config, fit,
+    encoder)` (`encoder`: what a fine-tuned single head trains). → (the head to ship: the single head
+    when `members` is 1, its members' fits, the validation PR-AUC of what ships)."""
     if members < 1:
         raise ValueError(f"members must be ≥ 1, got {members}")
     if members > 1:
@@ -239,7 +239,7 @@ def fit_ensemble(
     for i in range(members):
         like = fits[0].head if fits else None
         member = replace(fit, seed=fit.seed + i)
-        fits.append(fit_head(data, train_idx, val_idx, config, member, normalize_like=like))
+        fits.append(fit_head(data, train_idx, val_idx, config, member, encoder, normalize_like=like))
         if on_member is not None:
             on_member()
     if members == 1:
@@ -249,8 +249,11 @@ def fit_ensemble(
 
 
 def validation_pr_auc(head: FraudHead | HeadEnsemble, data: FraudData, val_idx: np.ndarray,
-                      device: str) -> float:  # fmt: skip
+                      device: torch.device | str, batch_size: int = 4096,
+                      encoder: PantherModel | None = None) -> float:  # fmt: skip
+    """PR-AUC of the head's logits on the validation events (0 when they hold no fraud): what picks a
+    fit's epoch, and what an ensemble reports."""
     if data.labels is None or not data.labels[val_idx].any():
         return 0.0
-    scores = predict_logits(head, data, val_idx, device)
+    scores = predict_logits(head, data, val_idx, device, batch_size, encoder)
     return float(average_precision_score(data.labels[val_idx], scores))

@@ -54,10 +54,10 @@ def test_heads_with_their_own_sequence_encoder_cannot_be_members(tiny) -> None:
     with pytest.raises(ValueError, match="fine-tune"):  # refused before any tree is fitted
         fit_fraud(tiny.model_dir, tiny.transactions_path, tiny.profiles_path, device="cpu", fine_tune=True,
                   heads=2)
-    assert ensemble_size(None, "hybrid_panther", fine_tune=False) == 3
-    assert ensemble_size(None, "hybrid_panther", fine_tune=True) == 1
-    assert ensemble_size(None, "hybrid_textcnn", fine_tune=False) == 1
-    assert ensemble_size(2, "dcn", fine_tune=False) == 2
+    assert ensemble_size(None, config, fine_tune=False) == 3
+    assert ensemble_size(None, config, fine_tune=True) == 1
+    assert ensemble_size(None, textcnn, fine_tune=False) == 1
+    assert ensemble_size(2, head_config("dcn", n_features=4), fine_tune=False) == 2
 
 
 @pytest.fixture(scope="module")
