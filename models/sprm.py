@@ -72,11 +72,13 @@ class CausalDepthwiseConv(nn.Module):
         t = padded.shape[1] - pad
         offset = pad - self.left_pad
         dilation = self.conv.dilation[0]
-        weight = self.conv.weight[:, 0, :]  # (d, w)
-        taps = [padded[:, offset + j * dilation : offset + j * dilation + t] for j in range(weight.shape[1])]
-        y = torch.addcmul(self.conv.bias, taps[0], weight[:, 0])  # one (B, T, d) result per branch…
+        # (w, d), each tap's weights contiguous: broadcasting a strided (d,) column kept the products
+        # off torch's vectorized loop, 4x slower on CPU; the numbers are the same bit for bit
+        weight = self.conv.weight[:, 0, :].t().contiguous()
+        taps = [padded[:, offset + j * dilation : offset + j * dilation + t] for j in range(weight.shape[0])]
+        y = torch.addcmul(self.conv.bias, taps[0], weight[0])  # one (B, T, d) result per branch…
         for j in range(1, len(taps)):
-            y = y.addcmul_(taps[j], weight[:, j])  # …accumulated in place (autograd keeps only the views)
+            y = y.addcmul_(taps[j], weight[j])  # …accumulated in place (autograd keeps only the views)
         return y
 
 
