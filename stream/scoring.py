@@ -227,10 +227,13 @@ class InProcessScorer:
 
     @classmethod
     def from_artifact(cls, model_dir: str | Path, device: str = "cpu", threads: int = 0,
-                      torchscript: bool = True) -> InProcessScorer:  # fmt: skip
-        from triton_repo.runner import ArtefactRunner, set_compute_threads  # deferred: imports torch
+                      torchscript: bool = True, retain_mb: int = 0) -> InProcessScorer:  # fmt: skip
+        """`threads`: torch's and BLAS's (`set_compute_threads`); `retain_mb`: freed memory glibc keeps
+        for the next call's tensors (`retain_freed_memory`); 0 keeps the defaults of each."""
+        from triton_repo.runner import ArtefactRunner, retain_freed_memory, set_compute_threads  # torch
 
         set_compute_threads(threads)
+        retain_freed_memory(retain_mb)
         return cls(ArtefactRunner.from_artifact(model_dir, device, torchscript=torchscript))
 
     @property

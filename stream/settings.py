@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     triton_queue_delay_us: int = Field(default=500, ge=0)
     triton_torch_threads: int = Field(default=1, ge=0)  # per Triton instance (torch and BLAS); 0 = defaults
     torch_threads: int = Field(default=1, ge=0)  # the in-process scorer (torch and BLAS); 0 = defaults
+    # Freed memory glibc's malloc keeps for the in-process scorer's next tensors instead of returning it
+    # to the OS (triton_repo.runner.retain_freed_memory; Triton's backend uses the same default); 0 = glibc's
+    malloc_retain_mb: int = Field(default=512, ge=0, le=2047)
 
     # Input limits (bad input goes to the DLQ, never crashes a consumer; docs/RELIABILITY.md). Larger
     # records are dead-lettered unparsed; the cap keeps a dead letter (raw bytes base64, ~4/3 of this)

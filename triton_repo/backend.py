@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from triton_repo.runner import ArtefactRunner, InvalidRequest, set_compute_threads
+from triton_repo.runner import (
+    MALLOC_RETAIN_MB,
+    ArtefactRunner,
+    InvalidRequest,
+    retain_freed_memory,
+    set_compute_threads,
+)
 from triton_repo.schema import REFRESH, SCORE, SPRM, USER_ENCODER
 
 ARTIFACT_DIR = "artifact"
@@ -92,6 +98,7 @@ class _Backend:
             args.get("model_instance_kind", "CPU"), args.get("model_instance_device_id", 0)
         )
         set_compute_threads(int(self.params.get("torch_threads", "0") or 0))
+        retain_freed_memory(int(self.params.get("malloc_retain_mb", MALLOC_RETAIN_MB) or 0))
         self.runner = ArtefactRunner.from_artifact(
             artifact_dir, self.device, self.params.get("precision", "fp32") or "fp32"
         )

@@ -16,6 +16,7 @@ Input names and shapes are those of `triton_repo.schema` with per-row scalars ei
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -51,6 +52,32 @@ def set_compute_threads(threads: int) -> None:
 
         torch.set_num_threads(threads)
         threadpool_limits(threads, user_api="blas")  # process-wide, like torch's setting
+
+
+MALLOC_RETAIN_MB = 512  # the default of `retain_freed_memory` (PANTHER_MALLOC_RETAIN_MB; Triton's)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (glibc's malloc.h)
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # the largest M_MMAP_THRESHOLD glibc accepts on 64-bit
+
+
+def retain_freed_memory(megabytes: int) -> bool:
+    """Let glibc's malloc keep up to `megabytes` of freed memory for reuse; 0 keeps its defaults.
+    → whether the setting took (False off glibc, e.g. musl or macOS: nothing to tune there).
+
+    Why: torch gives every op a new output on CPU, and glibc returns large freed blocks to the OS
+    (blocks over its mmap threshold, and a heap top over its trim threshold), so the next call's
+    tensors fault their pages in afresh, a cost per page that a virtual machine makes dearer. Measured
+    here (docs/BENCHMARKS.md): the demo encoder's refresh of 250 windows 15.1 ms a call → 12.8 ms,
+    the PANTHER size's 278–311 → 261–268 ms. The cost: up to `megabytes` of freed memory held.
+    """
+    if megabytes <= 0:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, min(megabytes, 2047) * 1024 * 1024))
 
 
 def _rows(value: Any, dtype: type[np.generic]) -> np.ndarray:

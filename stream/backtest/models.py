@@ -63,7 +63,8 @@ async def open_model(spec: ModelSpec, settings: Settings, scorer_kind: str, thre
     else:
         try:
             scorer = InProcessScorer.from_artifact(spec.path, threads=settings.torch_threads,
-                                                   torchscript=settings.scorer_torchscript)
+                                                   torchscript=settings.scorer_torchscript,
+                                                   retain_mb=settings.malloc_retain_mb)
         except (OSError, ValueError, KeyError) as exc:
             raise PantherError(f"--model {spec.path}: cannot load the artefact: {exc}") from None
     tap = TokenTap(live)

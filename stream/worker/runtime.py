@@ -134,7 +134,8 @@ def build_worker(settings: Settings) -> Worker:
         from stream.scoring import InProcessScorer
 
         return InProcessScorer.from_artifact(model_dir, threads=settings.torch_threads,
-                                              torchscript=settings.scorer_torchscript)
+                                              torchscript=settings.scorer_torchscript,
+                                              retain_mb=settings.malloc_retain_mb)
 
     if settings.scorer == "inprocess":
         primary: Any = in_process()
