@@ -87,8 +87,11 @@ def test_one_setting_caps_torch_and_blas_threads() -> None:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's malloc")
 def test_retained_memory_spares_the_page_faults_of_each_call() -> None:
     """`retain_freed_memory` (PANTHER_MALLOC_RETAIN_MB, default 512; Triton's backend the same): a
-    forward pass holds its activations at once and frees them; glibc returned that memory to the OS,
-    so every call faulted its pages in again. Kept, the next call reuses them."""
+    forward pass holds its activations at once and frees them; with it, the next call reuses that
+    memory instead of faulting fresh pages in. Whether glibc's own defaults give it back depends on the
+    process's history (its thresholds move with what was freed before): run alone here they did, every
+    call (~123,000 faults in these five), and inside the whole suite they did not, so only 0 = "leave
+    glibc alone" is checked for them; the time it costs is measured in docs/BENCHMARKS.md."""
     script = ("import resource, sys, torch; from triton_repo.runner import retain_freed_memory\n"
               "applied = retain_freed_memory(int(sys.argv[1]))\n"
               "def call():  # 24 tensors of 4 MB alive at once, then freed\n"
@@ -105,10 +108,10 @@ def test_retained_memory_spares_the_page_faults_of_each_call() -> None:
         return done.stdout.split()
 
     runs = {mb: run(mb) for mb in (0, 512)}
-    (applied_off, faults_off), (applied_on, faults_on) = runs[0], runs[512]
+    (applied_off, _), (applied_on, faults_on) = runs[0], runs[512]
     assert (applied_off, applied_on) == ("False", "True"), runs
     pages = 5 * 24 * 1024  # 4 KB pages written by the five measured calls
-    assert int(faults_off) > pages // 2 and int(faults_on) < pages // 20, runs
+    assert int(faults_on) < pages // 20, runs  # at most a tensor's pages: the rest reused
 
 
 def test_the_in_process_scorer_applies_the_memory_setting(
