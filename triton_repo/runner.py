@@ -65,9 +65,11 @@ def retain_freed_memory(megabytes: int) -> bool:
 
     Why: torch gives every op a new output on CPU, and glibc returns large freed blocks to the OS
     (blocks over its mmap threshold, and a heap top over its trim threshold), so the next call's
-    tensors fault their pages in afresh, a cost per page that a virtual machine makes dearer. Measured
-    here (docs/BENCHMARKS.md): the demo encoder's refresh of 250 windows 15.1 ms a call → 12.8 ms,
-    the PANTHER size's 278–311 → 261–268 ms. The cost: up to `megabytes` of freed memory held.
+    tensors fault their pages in afresh, a cost per page that a virtual machine makes dearer. When it
+    does depends on the process's history (glibc moves its thresholds with what was freed before).
+    Measured here (`python bench/refresh_call.py`, docs/BENCHMARKS.md): a PANTHER-size refresh of 64
+    windows 3,424 → 145 page faults and 57.5 → 52.6 ms a call; the demo model's within the noise
+    below 250 windows. The cost: up to `megabytes` of freed memory held by the process.
     """
     if megabytes <= 0:
         return False

@@ -241,3 +241,18 @@ def test_initialize_refuses_another_fraud_head(repo: Path, tmp_path: Path) -> No
 
 def test_device_for() -> None:
     assert device_for("GPU", "1") == "cuda:1" and device_for("CPU", 0) == "cpu"
+
+
+def test_the_stub_keeps_freed_memory_unless_told_to(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`retain_freed_memory` in the stub: 512 MB by default (as PANTHER_MALLOC_RETAIN_MB), a
+    `malloc_retain_mb` parameter in config.pbtxt overrides it (0: glibc's defaults)."""
+    import triton_repo.backend
+
+    calls: list[int] = []
+    monkeypatch.setattr(triton_repo.backend, "retain_freed_memory", calls.append)
+    UserEncoderBackend(args_for(repo, USER_ENCODER), FAKE_PB)
+    args = args_for(repo, USER_ENCODER)
+    config = json.loads(args["model_config"])
+    config["parameters"]["malloc_retain_mb"] = {"string_value": "0"}
+    UserEncoderBackend(args | {"model_config": json.dumps(config)}, FAKE_PB)
+    assert calls == [512, 0]
