@@ -531,9 +531,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
 
                     if scorer == "triton":
                         return await TritonScorer.connect(f"127.0.0.1:{triton['triton_grpc_port']}")
-                    return InProcessScorer.from_artifact(model, threads=base.torch_threads,
-                                                         torchscript=base.scorer_torchscript,
-                                                         retain_mb=base.malloc_retain_mb)
+                    return InProcessScorer.from_settings(model, base)
 
                 configs = [(p, d) for p in processes for d in deliveries]
                 per_config = len(rates) + 1  # + the warm-up

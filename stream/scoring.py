@@ -29,12 +29,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from stream.errors import PantherError
 from stream.triton_client import TritonClient, TritonRequestError, TritonUnavailable
+
+if TYPE_CHECKING:
+    from stream.settings import Settings
 
 SPRM = "panther_sprm"  # the names triton_repo.schema declares (tested to agree)
 USER_ENCODER = "panther_user_encoder"
@@ -235,6 +238,14 @@ class InProcessScorer:
         set_compute_threads(threads)
         retain_freed_memory(retain_mb)
         return cls(ArtefactRunner.from_artifact(model_dir, device, torchscript=torchscript))
+
+    @classmethod
+    def from_settings(cls, model_dir: str | Path, settings: Settings) -> InProcessScorer:
+        """As the worker, the backtest and the stream bench run it: threads, TorchScript and memory
+        from `PANTHER_TORCH_THREADS`, `PANTHER_SCORER_TORCHSCRIPT`, `PANTHER_MALLOC_RETAIN_MB`."""
+        return cls.from_artifact(model_dir, threads=settings.torch_threads,
+                                 torchscript=settings.scorer_torchscript,
+                                 retain_mb=settings.malloc_retain_mb)  # fmt: skip
 
     @property
     def info(self) -> Any:

@@ -62,9 +62,7 @@ async def open_model(spec: ModelSpec, settings: Settings, scorer_kind: str, thre
         scorer = await _triton(settings, live)
     else:
         try:
-            scorer = InProcessScorer.from_artifact(spec.path, threads=settings.torch_threads,
-                                                   torchscript=settings.scorer_torchscript,
-                                                   retain_mb=settings.malloc_retain_mb)
+            scorer = InProcessScorer.from_settings(spec.path, settings)
         except (OSError, ValueError, KeyError) as exc:
             raise PantherError(f"--model {spec.path}: cannot load the artefact: {exc}") from None
     tap = TokenTap(live)

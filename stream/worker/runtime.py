@@ -133,9 +133,7 @@ def build_worker(settings: Settings) -> Worker:
     def in_process() -> Scorer:  # loads torch: only when the worker scores, or falls back, in-process
         from stream.scoring import InProcessScorer
 
-        return InProcessScorer.from_artifact(model_dir, threads=settings.torch_threads,
-                                              torchscript=settings.scorer_torchscript,
-                                              retain_mb=settings.malloc_retain_mb)
+        return InProcessScorer.from_settings(model_dir, settings)
 
     if settings.scorer == "inprocess":
         primary: Any = in_process()

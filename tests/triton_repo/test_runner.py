@@ -125,3 +125,5 @@ def test_the_in_process_scorer_applies_the_memory_setting(
     monkeypatch.setattr(triton_repo.runner, "retain_freed_memory", calls.append)
     InProcessScorer.from_artifact(models[0], threads=1, retain_mb=64)
     assert calls == [64] and Settings().malloc_retain_mb == 512
+    InProcessScorer.from_settings(models[0], Settings(malloc_retain_mb=32))  # the worker's, the backtest's
+    assert calls == [64, 32]
