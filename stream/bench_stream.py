@@ -356,6 +356,7 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
     batches = {k: v - batches0.get(k, 0.0) for k, v in worker_batches(worker).items()}
     count = max(batches.get("panther_batch_size_count", 0.0), 1.0)
     lags = [seen[3] for seen in got.values()]
+    scored = max(len(got), 1)
 
     def phase_ms(phase: str) -> float:
         key = f'panther_batch_phase_seconds_sum{{phase="{phase}"}}'
@@ -384,7 +385,16 @@ def one_run(settings: Settings, watcher: ScoreWatcher, txns: list[Transaction], 
                                                             "write", "commit")},
             "busy_share": round(batches.get("panther_batch_seconds_sum", 0.0) / wall, 2),
         },
+        "encoder_rows": {  # per scored event: on the critical path (in the batch) and behind it
+            "critical_per_event": round(batches.get("panther_critical_encoder_rows_total", 0.0) / scored, 3),
+            "refresh_per_event": round(batches.get("panther_refresh_rows_total", 0.0) / scored, 3),
+            "refresh_calls": int(batches.get("panther_refresh_seconds_count", 0.0)),
+            "refresh_busy_share": round(batches.get("panther_refresh_seconds_sum", 0.0) / wall, 2),
+        },
     }
+
+
+HISTOGRAMS = ("panther_batch_", "panther_score_seconds", "panther_commit_seconds", "panther_refresh_seconds")
 
 
 def worker_batches(worker: WorkerProcess) -> dict[str, float]:
@@ -392,9 +402,8 @@ def worker_batches(worker: WorkerProcess) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in worker.metrics_text().splitlines():
         name, _, value = line.rpartition(" ")
-        if name.startswith(("panther_batch_", "panther_score_seconds", "panther_commit_seconds")) and (
-            "_sum" in name or "_count" in name
-        ):
+        histogram = name.startswith(HISTOGRAMS) and ("_sum" in name or "_count" in name)
+        if histogram or name in ("panther_critical_encoder_rows_total", "panther_refresh_rows_total"):
             out[name] = out.get(name, 0.0) + float(value)
     return out
 

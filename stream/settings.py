@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     # without mode's wait_first (stream/worker/fetch.py) and takes batches off the agent's channel
     # queue (stream/worker/batches.py `channel_batches`); "faust": Faust's own, the reference.
     ingest: Literal["direct", "faust"] = "direct"
+    # How long the broker may hold the worker's fetch when none of its partitions has new records
+    # (Kafka's fetch.max.wait.ms; Faust hardcodes 1,500). aiokafka keeps one fetch in flight per
+    # broker, and while a busy topic's records wait to be consumed it long-polls the idle ones (the
+    # profiles): the busy topic could not be fetched again until that poll returned, and a loaded
+    # worker sat idle up to 1.5 s with its backlog on the broker (stream/worker/fetch.py).
+    fetch_max_wait_ms: int = Field(default=50, ge=0, le=1500)
     # Python's gen-0 garbage-collection threshold in the worker (gc.set_threshold; 0: Python's 700).
     # The per-batch garbage is acyclic (freed by reference counting), yet at 700 the cyclic collector
     # ran ~70 times a second and scanned every live state and Faust object: 10 % of the worker's CPU at

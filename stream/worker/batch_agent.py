@@ -11,7 +11,7 @@ from stream.engine import ScoringEngine
 from stream.settings import Settings
 from stream.worker.batches import channel_batches, natural_batches
 from stream.worker.channels import Channels
-from stream.worker.fetch import direct_hand_off
+from stream.worker.fetch import bound_long_poll, direct_hand_off
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.recovery import ask_the_broker
 from stream.worker.sequence import PartitionSequencer, keep_every_record
@@ -76,6 +76,7 @@ class BatchAgent:
         # built earlier than Faust builds it (it reads the app's transaction mode when it is created).
         keep_every_record(self.app.consumer, [getattr(self.channels, self.topic_role).get_topic_name()])
         ask_the_broker(self.app.consumer)  # before the first rebalance's table recovery (recovery.py)
+        bound_long_poll(self.app.consumer, self.settings.fetch_max_wait_ms)  # fetch.py
         batches = natural_batches
         if self.settings.ingest == "direct":
             direct_hand_off(self.app.consumer)

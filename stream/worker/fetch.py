@@ -19,6 +19,17 @@ was fetched in, so the batcher skips and releases it (`batches.py`). Nothing is 
 either way: the partition sequencer (`sequence.py`) admits records strictly in offset order and
 reads a partition again after a gap. A stop or a rebalance restart cancels the fetcher task, and
 with it the awaited callback, as before.
+
+`bound_long_poll` sets how long the broker may hold a fetch that finds no new records (Kafka's
+`fetch.max.wait.ms`; Faust hardcodes 1,500 ms in faust/transport/drivers/aiokafka.py). aiokafka 0.14
+(aiokafka/consumer/fetcher.py `_get_actions_per_node`) keeps at most one fetch in flight per broker,
+and does not fetch a partition again while its fetched records wait to be consumed; after
+`prefetch_backoff` (0.1 s) it fetches the *other* partitions without them. Under load that fetch
+holds only the idle ones (the profiles topic): the broker kept it 1.5 s, and the transactions, drained
+meanwhile, could not be fetched until it returned. Seen at an offered 5,000 events/s: the batcher
+waited ~1.1 s on an empty queue every 4–5 s while the backlog sat on the broker (the worker busy 81 %
+of the time, docs/BENCHMARKS.md). A short wait bounds that stall; an idle worker polls more often
+instead (`PANTHER_FETCH_MAX_WAIT_MS`, default 50: twenty empty fetches a second).
 """
 
 from __future__ import annotations
@@ -61,3 +72,34 @@ class DirectHandOff:
 def direct_hand_off(consumer: Any) -> DirectHandOff:
     """Install on `consumer` (idempotent); the fetch loop looks `wait_first` up on every record."""
     return install_once(consumer, "wait_first", DirectHandOff, lambda: DirectHandOff(consumer))
+
+
+class BoundedLongPoll:
+    """The consumer thread's `_create_worker_consumer`, with the fetch wait set on what it creates."""
+
+    def __init__(self, thread: Any, wait_ms: int) -> None:
+        self.original = thread._create_worker_consumer
+        self.wait_ms = wait_ms
+
+    def __call__(self, transport: Any) -> Any:
+        consumer = self.original(transport)
+        set_fetch_wait(consumer, self.wait_ms)
+        return consumer
+
+
+def set_fetch_wait(consumer: Any, wait_ms: int) -> None:
+    """On an aiokafka consumer: its fetcher (built at start) reads the wait for every request it builds."""
+    consumer._fetch_max_wait_ms = wait_ms
+    if consumer._fetcher is not None:
+        consumer._fetcher._fetch_max_wait_ms = wait_ms
+
+
+def bound_long_poll(consumer: Any, wait_ms: int) -> BoundedLongPoll:
+    """Install on Faust's consumer (idempotent): on the aiokafka consumer its thread creates at start,
+    and on the one it has already created, if any."""
+    thread = consumer._thread
+    installed = install_once(thread, "_create_worker_consumer", BoundedLongPoll,
+                             lambda: BoundedLongPoll(thread, wait_ms))  # fmt: skip
+    if thread._consumer is not None:
+        set_fetch_wait(thread._consumer, wait_ms)
+    return installed

@@ -1,15 +1,20 @@
-"""The fetch loop's direct hand-off (`stream/worker/fetch.py`) against mode's own `wait_first`."""
+"""The fetch loop's direct hand-off (`stream/worker/fetch.py`) against mode's own `wait_first`, and the
+bounded long poll against a real broker."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from types import SimpleNamespace
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from mode import Service
 
-from stream.worker.fetch import DirectHandOff, direct_hand_off
+from stream.worker.fetch import DirectHandOff, bound_long_poll, direct_hand_off, set_fetch_wait
 
 
 class FakeConsumer(Service):
@@ -106,3 +111,65 @@ def test_installing_twice_keeps_one_hand_off() -> None:
     assert direct_hand_off(consumer) is first
     assert isinstance(consumer.wait_first, DirectHandOff)
     assert first.original.__func__ is Service.wait_first
+
+
+# ------------------------------------------------------------------------------ the bounded long poll
+async def _next_record_after_a_long_poll(bootstrap: str, busy: str, idle: str, wait_ms: int | None) -> float:
+    """Seconds from consuming the busy topic's buffered records to receiving its next one, when the
+    fetcher had meanwhile long-polled the idle topic alone (what a loaded worker's fetcher does)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=1500)  # Faust's  # fmt: skip
+    await producer.start()
+    await consumer.start()
+    try:
+        if wait_ms is not None:
+            set_fetch_wait(consumer, wait_ms)
+        busy_tp, idle_tp = TopicPartition(busy, 0), TopicPartition(idle, 0)
+        for i in range(5):
+            await producer.send_and_wait(busy, f"r{i}".encode())
+        consumer.assign([busy_tp, idle_tp])
+        async with asyncio.timeout(30):
+            while busy_tp not in consumer._fetcher._records:  # fetched, not consumed yet
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # > prefetch_backoff (0.1 s): a fetch of the idle topic alone is out
+        await producer.send_and_wait(busy, b"next")
+        buffered = await consumer.getmany(busy_tp, timeout_ms=1000)
+        assert len(buffered[busy_tp]) == 5
+        started = time.perf_counter()
+        async with asyncio.timeout(30):
+            while not (await consumer.getmany(busy_tp, timeout_ms=50)).get(busy_tp):
+                pass
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+@pytest.mark.integration
+async def test_a_long_poll_of_an_idle_topic_no_longer_holds_the_busy_one_back(
+    kafka_bootstrap: str, unique_topic
+) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    topics = [unique_topic(name) for name in ("busy-ref", "idle-ref", "busy", "idle")]
+    created = admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics])
+    for future in created.values():
+        future.result(timeout=30)
+    held = await _next_record_after_a_long_poll(kafka_bootstrap, topics[0], topics[1], None)
+    bounded = await _next_record_after_a_long_poll(kafka_bootstrap, topics[2], topics[3], 50)
+    # Faust's 1,500 ms: the record waited for the idle topic's poll to come back (measured ~1.3 s, ~0.01 s)
+    assert held > 0.8, (held, bounded)
+    assert bounded < 0.5, (held, bounded)
+
+
+def test_the_fetch_wait_is_set_on_the_consumer_the_thread_creates_and_on_one_it_has() -> None:
+    created = SimpleNamespace(_fetch_max_wait_ms=1500, _fetcher=None)
+    thread = SimpleNamespace(_consumer=None, _create_worker_consumer=lambda transport: created)
+    installed = bound_long_poll(SimpleNamespace(_thread=thread), 50)
+    assert bound_long_poll(SimpleNamespace(_thread=thread), 50) is installed  # once
+    assert thread._create_worker_consumer("transport") is created and created._fetch_max_wait_ms == 50
+
+    running = SimpleNamespace(_fetch_max_wait_ms=1500, _fetcher=SimpleNamespace(_fetch_max_wait_ms=1500))
+    thread = SimpleNamespace(_consumer=running, _create_worker_consumer=lambda transport: running)
+    bound_long_poll(SimpleNamespace(_thread=thread), 20)
+    assert running._fetch_max_wait_ms == running._fetcher._fetch_max_wait_ms == 20
