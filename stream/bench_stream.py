@@ -13,7 +13,9 @@ Per end-to-end run: sustained scores/s (first record produced → last score vis
 record timestamp latency; state lag (scores made from a lagging cached state: count and max); lost
 (never scored within the timeout) and duplicated (a txn id seen twice) counts; CPU share of worker /
 broker / bench (CPU seconds per wall second, 1.0 = one core, from /proc); the worker's batch sizes and
-phases (its /metrics); and **efficiency = end to end ÷ scorer alone**.
+phases (its /metrics); the encoder rows per scored event on the critical path (users whose cache was
+not valid: several events in one batch, or a refresh still queued) and behind it (the refresh), and the
+refresh's calls and busy share (`encoder_rows`); and **efficiency = end to end ÷ scorer alone**.
 
 Needs: a broker (PANTHER_KAFKA_BOOTSTRAP, else a local one is started on free ports), models (default:
 trained once under $PANTHER_HOME/bench-stream[-panther] by deploy/local/demo_model.py; `--model` and
