@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     # `refresh_backlog` are scored from their last refresh (with state_lag) instead of waiting.
     refresh_backlog: int = Field(default=20_000, ge=0)
     refresh_batch_max: int = Field(default=1024, ge=1)  # users per refresh call
+    # Decoded user states the worker keeps between batches (stream/worker/state_memo.py), used only
+    # when the bytes read for the user equal those it wrote; 0: decode every state from its bytes.
+    # ~4.5 KB each plus the bytes at the demo size (docs/CONFIGURATION.md). Off under a fallback
+    # scorer (its degraded retry starts from copies).
+    state_memo_max: int = Field(default=10_000, ge=0)
 
     # Triton (`panther triton start`, the worker's client).
     triton_host: str = "127.0.0.1"

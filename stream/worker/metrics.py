@@ -67,6 +67,10 @@ class WorkerMetrics:
         self.refresh_backlog = Gauge(
             "panther_refresh_backlog", "users waiting for a refresh", registry=registry
         )
+        self.state_memo = Counter(
+            "panther_state_memo_total", "user states read: decoded state kept (hit) or decoded (miss)",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
         self.lagged = Counter(
             "panther_lagged_scores_total", "scores made from a lagging state (state_lag > 0)",
             registry=registry,

@@ -63,8 +63,10 @@ class StateRefresher:
         owned: Callable[[Any], bool],
         on_refreshed: Callable[[int, float], None] | None = None,
         generation: Callable[[], Any] = lambda: None,
+        on_ready: Callable[[str, bytes, UserState], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_ready = on_ready  # (user, ready bytes, the state refreshed into them): the state memo
         self.backlog_max = backlog_max
         self.batch_max = batch_max
         self.owned = owned  # is this source event's partition still ours?
@@ -157,6 +159,8 @@ class StateRefresher:
                     before = entry.written
                     raw = state.to_bytes() if before is None else state.to_bytes_after_refresh(before)
                     self.ready[user] = Pending(entry.source, raw, entry.profile, generation=entry.generation)
+                    if self.on_ready is not None:
+                        self.on_ready(user, raw, state)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next batch that sees these users encodes them: nothing is lost

@@ -27,6 +27,7 @@ from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import dead_letter_outputs, decode_events
 from stream.worker.refresh import BatchPlan, StateRefresher, stale_states
 from stream.worker.retention import RetentionSweep
+from stream.worker.state_memo import StateMemo
 from stream.worker.tables import read_value, write_values
 from stream.worker.transactions import Output
 
@@ -58,9 +59,12 @@ class ScoringAgent(BatchAgent):
             self.metrics.refresh_rows.inc(rows)
             self.metrics.refresh_seconds.observe(seconds)
 
+        memo_max = self.settings.state_memo_max
+        self.memo = StateMemo(memo_max) if memo_max and self.engine.fallback is None else None
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
                                         self.settings.refresh_batch_max, owned, refreshed,
-                                        lambda: self.app.consumer_generation_id)  # fmt: skip
+                                        lambda: self.app.consumer_generation_id,
+                                        self.memo.keep if self.memo is not None else None)  # fmt: skip
         self.decode_profile = ProfileDecoder()
         self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
                                     self.settings.state_sweep_interval_s)
@@ -74,6 +78,8 @@ class ScoringAgent(BatchAgent):
     async def process(self, events: list[Any]) -> None:
         """Decode and score (nothing written yet), then write state and outputs as one transaction."""
         batch_started = started = time.perf_counter()
+        if self.memo is not None:
+            self.memo.end_batch()  # what an earlier batch lent and did not keep (it was dropped)
         spent = dict.fromkeys(("decode", "settle", "load", "score", "outputs"), 0.0)  # one observation each
 
         def lap(name: str) -> None:
@@ -135,6 +141,10 @@ class ScoringAgent(BatchAgent):
             self.refresher.written(written)
             stale = stale_states(self.engine, {u: states[u] for u in written}, profiles, source, packed)
             self.refresher.submit(stale, self.generation)
+            if self.memo is not None:  # the stale ones come back from their refresh (`on_ready`)
+                for user_id in written:
+                    if user_id not in stale:
+                        self.memo.keep(user_id, packed[user_id], states[user_id])  # type: ignore[arg-type]
 
         started = time.perf_counter()
         await self.committer.commit_batch(events, write, outputs, self.generation, on_written=refresh_behind)
@@ -206,6 +216,12 @@ class ScoringAgent(BatchAgent):
             raw = read_value(self.tables.user_windows, source[user_id], user_id.encode())
             if raw is not None:
                 states[user_id] = raw
+        memo = self.memo
+        if memo is not None:
+            hits, misses = memo.hits, memo.misses
+            memo.lend(states)  # the states this worker wrote as these very bytes, decoded
+            self.metrics.state_memo.labels("hit").inc(memo.hits - hits)
+            self.metrics.state_memo.labels("miss").inc(memo.misses - misses)
         return states
 
     def _load_profiles(self, source: dict[str, Any]) -> dict[str, CachedProfile | None]:
@@ -247,12 +263,16 @@ class ScoringAgent(BatchAgent):
                                   events: list[Any]) -> list[Any]:  # fmt: skip
         """Degraded mode "pause": hold the batch (nothing acked, nothing lost) and retry with backoff."""
         delay = 0.25
+        memo = self.memo
         while True:
-            try:
-                outcomes = await self.engine.score(txns, states, profiles, stale_ok=stale_ok)
+            try:  # in place: the states lent from the memo are this batch's to fold into
+                outcomes = await self.engine.score(txns, states, profiles, stale_ok=stale_ok,
+                                                   in_place=memo is not None)  # fmt: skip
                 self.metrics.scorer_up.set(1)
                 return outcomes
             except ScorerUnavailable as exc:
+                if memo is not None:
+                    memo.restore(states)  # some events may be folded into the lent states already
                 self.metrics.scorer_up.set(0)
                 self.app.log.warning("scorer unavailable (%s): pausing %.2fs", exc, delay)
                 await self._pause(delay, events)

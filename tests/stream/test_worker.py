@@ -119,6 +119,9 @@ def test_every_valid_transaction_is_scored_once_and_bad_ones_reach_the_dlq(live_
     assert status == 200 and json.loads(body)["status"] == "ok"
     assert worker.metric("panther_events_total", 'outcome="scored"') == len(offline.txns)
     assert worker.metric("panther_events_total", 'outcome="duplicate"') == 1
+    # Live equals offline with states read from the memo of decoded states (state_memo.py), not only
+    # decoded from their bytes.
+    assert worker.metric("panther_state_memo_total", 'outcome="hit"') > 0
 
 
 @pytest.mark.worker
