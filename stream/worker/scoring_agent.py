@@ -1,7 +1,8 @@
 """The scoring agent: micro-batches of `transactions` → DLQ / scores / alerts, state in `user_windows`.
 
 The per-event path, in order: a natural micro-batch (`batches.py`: whatever arrived meanwhile) →
-decode (`decode.py`: valid records, dead letters with reasons) → state (`user_windows`, RocksDB) →
+decode (`decode.py`: valid records, dead letters with reasons) → state (`user_windows`, RocksDB; the
+states this worker wrote, still decoded: `state_memo.py`) →
 score from each user's cached encoder state (`stream.engine` → `models.fraud.cached_scoring`: one head
 call, the encoder only for windows without a valid cache) → outputs (scores, alerts, dead letters) →
 commit (`transactions.py`: one Kafka transaction per batch under exactly_once; outputs acknowledged
