@@ -76,7 +76,7 @@ class BatchAgent:
         # built earlier than Faust builds it (it reads the app's transaction mode when it is created).
         keep_every_record(self.app.consumer, [getattr(self.channels, self.topic_role).get_topic_name()])
         ask_the_broker(self.app.consumer)  # before the first rebalance's table recovery (recovery.py)
-        bound_long_poll(self.app.consumer, self.settings.fetch_max_wait_ms)  # fetch.py
+        bound_long_poll(self.app.consumer, self.settings.fetch_max_wait_ms, self.settings.fetch_min_bytes)
         batches = natural_batches
         if self.settings.ingest == "direct":
             direct_hand_off(self.app.consumer)

@@ -29,7 +29,13 @@ holds only the idle ones (the profiles topic): the broker kept it 1.5 s, and the
 meanwhile, could not be fetched until it returned. Seen at an offered 5,000 events/s: the batcher
 waited ~1.1 s on an empty queue every 4–5 s while the backlog sat on the broker (the worker busy 81 %
 of the time, docs/BENCHMARKS.md). A short wait bounds that stall; an idle worker polls more often
-instead (`PANTHER_FETCH_MAX_WAIT_MS`, default 50: twenty empty fetches a second).
+instead (`PANTHER_FETCH_MAX_WAIT_MS`, default 10: a hundred empty fetches a second).
+
+With the wait that short, the broker is also asked to hold a fetch until `PANTHER_FETCH_MIN_BYTES`
+(default 64 KiB) have arrived: at 1,000 events/s a fetch with Kafka's default of one byte came back
+with a record or two, and the round trips cost the worker's consumer thread ~15 % of a core (0.89–0.90
+→ 0.72–0.77 cores at 1,000 events/s at_least_once, docs/BENCHMARKS.md). A record then waits at most
+the wait for its fetch; a backlog fills 64 KiB at once.
 """
 
 from __future__ import annotations
@@ -77,29 +83,29 @@ def direct_hand_off(consumer: Any) -> DirectHandOff:
 class BoundedLongPoll:
     """The consumer thread's `_create_worker_consumer`, with the fetch wait set on what it creates."""
 
-    def __init__(self, thread: Any, wait_ms: int) -> None:
+    def __init__(self, thread: Any, wait_ms: int, min_bytes: int = 1) -> None:
         self.original = thread._create_worker_consumer
-        self.wait_ms = wait_ms
+        self.wait_ms, self.min_bytes = wait_ms, min_bytes
 
     def __call__(self, transport: Any) -> Any:
         consumer = self.original(transport)
-        set_fetch_wait(consumer, self.wait_ms)
+        set_fetch_wait(consumer, self.wait_ms, self.min_bytes)
         return consumer
 
 
-def set_fetch_wait(consumer: Any, wait_ms: int) -> None:
-    """On an aiokafka consumer: its fetcher (built at start) reads the wait for every request it builds."""
-    consumer._fetch_max_wait_ms = wait_ms
+def set_fetch_wait(consumer: Any, wait_ms: int, min_bytes: int = 1) -> None:
+    """On an aiokafka consumer: its fetcher (built at start) reads both for every request it builds."""
+    consumer._fetch_max_wait_ms, consumer._fetch_min_bytes = wait_ms, min_bytes
     if consumer._fetcher is not None:
-        consumer._fetcher._fetch_max_wait_ms = wait_ms
+        consumer._fetcher._fetch_max_wait_ms, consumer._fetcher._fetch_min_bytes = wait_ms, min_bytes
 
 
-def bound_long_poll(consumer: Any, wait_ms: int) -> BoundedLongPoll:
+def bound_long_poll(consumer: Any, wait_ms: int, min_bytes: int = 1) -> BoundedLongPoll:
     """Install on Faust's consumer (idempotent): on the aiokafka consumer its thread creates at start,
     and on the one it has already created, if any."""
     thread = consumer._thread
     installed = install_once(thread, "_create_worker_consumer", BoundedLongPoll,
-                             lambda: BoundedLongPoll(thread, wait_ms))  # fmt: skip
+                             lambda: BoundedLongPoll(thread, wait_ms, min_bytes))  # fmt: skip
     if thread._consumer is not None:
-        set_fetch_wait(thread._consumer, wait_ms)
+        set_fetch_wait(thread._consumer, wait_ms, min_bytes)
     return installed

@@ -114,7 +114,8 @@ def test_installing_twice_keeps_one_hand_off() -> None:
 
 
 # ------------------------------------------------------------------------------ the bounded long poll
-async def _next_record_after_a_long_poll(bootstrap: str, busy: str, idle: str, wait_ms: int | None) -> float:
+async def _next_record_after_a_long_poll(bootstrap: str, busy: str, idle: str, wait_ms: int | None,
+                                         min_bytes: int = 1) -> float:
     """Seconds from consuming the busy topic's buffered records to receiving its next one, when the
     fetcher had meanwhile long-polled the idle topic alone (what a loaded worker's fetcher does)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
@@ -124,7 +125,7 @@ async def _next_record_after_a_long_poll(bootstrap: str, busy: str, idle: str, w
     await consumer.start()
     try:
         if wait_ms is not None:
-            set_fetch_wait(consumer, wait_ms)
+            set_fetch_wait(consumer, wait_ms, min_bytes)
         busy_tp, idle_tp = TopicPartition(busy, 0), TopicPartition(idle, 0)
         for i in range(5):
             await producer.send_and_wait(busy, f"r{i}".encode())
@@ -151,15 +152,19 @@ async def test_a_long_poll_of_an_idle_topic_no_longer_holds_the_busy_one_back(
     kafka_bootstrap: str, unique_topic
 ) -> None:
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    topics = [unique_topic(name) for name in ("busy-ref", "idle-ref", "busy", "idle")]
+    topics = [unique_topic(name) for name in ("busy-ref", "idle-ref", "busy", "idle", "busy-min", "idle-min")]
     created = admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics])
     for future in created.values():
         future.result(timeout=30)
     held = await _next_record_after_a_long_poll(kafka_bootstrap, topics[0], topics[1], None)
-    bounded = await _next_record_after_a_long_poll(kafka_bootstrap, topics[2], topics[3], 50)
-    # Faust's 1,500 ms: the record waited for the idle topic's poll to come back (measured ~1.3 s, ~0.01 s)
+    bounded = await _next_record_after_a_long_poll(kafka_bootstrap, topics[2], topics[3], 10)
+    # Faust's 1,500 ms: the record waited for the idle topic's poll to come back (measured ~1.3 s; with
+    # 50 ms ~0.01 s)
     assert held > 0.8, (held, bounded)
     assert bounded < 0.5, (held, bounded)
+    # The worker's default: the broker holds a fetch for 64 KiB, so a lone record waits out the wait.
+    gathered = await _next_record_after_a_long_poll(kafka_bootstrap, topics[4], topics[5], 10, 65_536)
+    assert gathered < 0.5, (held, bounded, gathered)
 
 
 def test_the_fetch_wait_is_set_on_the_consumer_the_thread_creates_and_on_one_it_has() -> None:
@@ -171,5 +176,6 @@ def test_the_fetch_wait_is_set_on_the_consumer_the_thread_creates_and_on_one_it_
 
     running = SimpleNamespace(_fetch_max_wait_ms=1500, _fetcher=SimpleNamespace(_fetch_max_wait_ms=1500))
     thread = SimpleNamespace(_consumer=running, _create_worker_consumer=lambda transport: running)
-    bound_long_poll(SimpleNamespace(_thread=thread), 20)
+    bound_long_poll(SimpleNamespace(_thread=thread), 20, 4096)
     assert running._fetch_max_wait_ms == running._fetcher._fetch_max_wait_ms == 20
+    assert running._fetch_min_bytes == running._fetcher._fetch_min_bytes == 4096
