@@ -81,9 +81,9 @@ def direct_hand_off(consumer: Any) -> DirectHandOff:
 
 
 class BoundedLongPoll:
-    """The consumer thread's `_create_worker_consumer`, with the fetch wait set on what it creates."""
+    """The consumer thread's `_create_worker_consumer`, with the fetch's wait and size set on its result."""
 
-    def __init__(self, thread: Any, wait_ms: int, min_bytes: int = 1) -> None:
+    def __init__(self, thread: Any, wait_ms: int, min_bytes: int) -> None:
         self.original = thread._create_worker_consumer
         self.wait_ms, self.min_bytes = wait_ms, min_bytes
 
@@ -100,7 +100,7 @@ def set_fetch_wait(consumer: Any, wait_ms: int, min_bytes: int = 1) -> None:
         consumer._fetcher._fetch_max_wait_ms, consumer._fetcher._fetch_min_bytes = wait_ms, min_bytes
 
 
-def bound_long_poll(consumer: Any, wait_ms: int, min_bytes: int = 1) -> BoundedLongPoll:
+def bound_long_poll(consumer: Any, wait_ms: int, min_bytes: int) -> BoundedLongPoll:
     """Install on Faust's consumer (idempotent): on the aiokafka consumer its thread creates at start,
     and on the one it has already created, if any."""
     thread = consumer._thread

@@ -217,12 +217,10 @@ class ScoringAgent(BatchAgent):
             raw = read_value(self.tables.user_windows, source[user_id], user_id.encode())
             if raw is not None:
                 states[user_id] = raw
-        memo = self.memo
-        if memo is not None:
-            hits, misses = memo.hits, memo.misses
-            memo.lend(states)  # the states this worker wrote as these very bytes, decoded
-            self.metrics.state_memo.labels("hit").inc(memo.hits - hits)
-            self.metrics.state_memo.labels("miss").inc(memo.misses - misses)
+        if self.memo is not None:
+            hits = self.memo.lend(states)  # the states this worker wrote as these very bytes, decoded
+            self.metrics.state_memo.labels("hit").inc(hits)
+            self.metrics.state_memo.labels("miss").inc(len(states) - hits)
         return states
 
     def _load_profiles(self, source: dict[str, Any]) -> dict[str, CachedProfile | None]:

@@ -32,24 +32,23 @@ class StateMemo:
         self.max_entries = max_entries
         self._entries: dict[str, tuple[bytes, UserState]] = {}
         self._lent: dict[str, bytes] = {}  # user → the bytes its lent object was lent for
-        self.hits = 0  # states handed out without a decode (a metric)
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lend(self, states: MutableMapping[str, Any]) -> None:
+    def lend(self, states: MutableMapping[str, Any]) -> int:
         """In `states` (user → the bytes read for them), each user's bytes → the decoded state kept for
-        exactly those bytes, taken out of the memo. Entries of the other given users are dropped."""
+        exactly those bytes, taken out of the memo. Entries of the other given users are dropped.
+        → how many were lent (the rest are decoded from their bytes)."""
         entries, lent = self._entries, self._lent
+        hits = 0
         for user, raw in states.items():
             entry = entries.pop(user, None)
             if entry is not None and isinstance(raw, bytes) and entry[0] == raw:
                 states[user] = entry[1]
                 lent[user] = raw
-                self.hits += 1
-            else:
-                self.misses += 1
+                hits += 1
+        return hits
 
     def restore(self, states: MutableMapping[str, Any]) -> None:
         """Before scoring a batch again: every state lent into `states` back to its bytes."""

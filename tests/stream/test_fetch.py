@@ -170,8 +170,8 @@ async def test_a_long_poll_of_an_idle_topic_no_longer_holds_the_busy_one_back(
 def test_the_fetch_wait_is_set_on_the_consumer_the_thread_creates_and_on_one_it_has() -> None:
     created = SimpleNamespace(_fetch_max_wait_ms=1500, _fetcher=None)
     thread = SimpleNamespace(_consumer=None, _create_worker_consumer=lambda transport: created)
-    installed = bound_long_poll(SimpleNamespace(_thread=thread), 50)
-    assert bound_long_poll(SimpleNamespace(_thread=thread), 50) is installed  # once
+    installed = bound_long_poll(SimpleNamespace(_thread=thread), 50, 1)
+    assert bound_long_poll(SimpleNamespace(_thread=thread), 50, 1) is installed  # once
     assert thread._create_worker_consumer("transport") is created and created._fetch_max_wait_ms == 50
 
     running = SimpleNamespace(_fetch_max_wait_ms=1500, _fetcher=SimpleNamespace(_fetch_max_wait_ms=1500))
