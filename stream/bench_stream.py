@@ -325,7 +325,8 @@ def _produce(
 
 def state_lag(lags: list[int]) -> dict[str, float]:
     """How stale the h_u behind the scores was: events folded into a state but not into its cached
-    encoder state (0 everywhere unless the refresh fell behind past `PANTHER_REFRESH_BACKLOG`).
+    encoder state (0 everywhere unless `PANTHER_MAX_STATE_LAG` allows it, or the refresh fell behind
+    past `PANTHER_REFRESH_BACKLOG`).
 
     >>> state_lag([0, 0, 3, 1])
     {'scores': 2, 'max': 3, 'mean': 1.0, 'p99': 2.94}
@@ -585,6 +586,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
             "batch_max": base.batch_max,
             "batch_within_s": base.batch_within_s,
             "refresh_backlog": base.refresh_backlog,  # beyond it, scores carry state_lag instead of waiting
+            "max_state_lag": base.max_state_lag,  # scores may lag their user's refresh by this many events
             "broker_warmup_s": warmup_s,
             "partitions": base.partitions,
             "standalone": standalone_by_size,

@@ -28,7 +28,7 @@ import numpy as np
 
 from models.fraud.cached_scoring import CallFn, refresh_states, score_cached
 from models.fraud.live import LiveEvent, LiveResult, ScoreFn, score_events
-from models.fraud.state import UserState
+from models.fraud.state import Prediction, UserState
 from models.fraud.txn import record_view
 from stream.events import Alert, Reason, Transaction, TransactionScore
 from stream.live_model import LiveModel
@@ -153,6 +153,8 @@ class ScoringEngine:
         *,
         stale_ok: frozenset[str] = frozenset(),
         in_place: bool = False,
+        max_lag: int = 0,
+        late: Mapping[str, Prediction] | None = None,
     ) -> list[Outcome]:
         """Scores `txns` in arrival order; `states` is updated only when the whole batch succeeded.
 
@@ -167,7 +169,9 @@ class ScoringEngine:
 
         Exact unless told otherwise: an event whose user's cached encoder state is not valid for it is
         encoded in the batch. Users in `stale_ok` (the worker's refresh is behind on them) are scored
-        from their last cached state instead, and their scores carry `state_lag`.
+        from their last cached state instead, and their scores carry `state_lag`. `max_lag` > 0 scores
+        every user from a cached state lagging at most that many events (`score_cached`); `late`: the
+        refresh's predictions for users a later batch had written meanwhile (`StateRefresher.take_late`).
 
         Raises ScorerUnavailable when the primary scorer is down and there is no fallback.
         """
@@ -181,12 +185,12 @@ class ScoringEngine:
         states = self._unexpired(states, events)
         copy = not in_place or self.fallback is not None
         try:
-            results, scratch = await self._run(self.scorer, events, states, stale_ok, copy)
+            results, scratch = await self._run(self.scorer, events, states, stale_ok, copy, max_lag, late)
         except ScorerUnavailable:
             if self.fallback is None:
                 raise
             degraded = True
-            results, scratch = await self._run(self.fallback, events, states, stale_ok, copy)
+            results, scratch = await self._run(self.fallback, events, states, stale_ok, copy, max_lag, late)
         given.update(scratch)
         now = datetime.now(UTC)  # one `processed_at` per batch: its outputs leave together
         return [self._outcome(txn, result, degraded, now) for txn, result in zip(txns, results, strict=True)]
@@ -239,7 +243,8 @@ class ScoringEngine:
 
     async def _run(
         self, scorer: Scorer, events: list[LiveEvent], states: Mapping[str, UserState | bytes],
-        stale_ok: frozenset[str], copy: bool = True,
+        stale_ok: frozenset[str], copy: bool = True, max_lag: int = 0,
+        late: Mapping[str, Prediction] | None = None,
     ) -> tuple[list[LiveResult], dict[str, UserState]]:  # fmt: skip
         users = {e.user_id for e in events} & states.keys()
         scratch = {user: working_state(states[user], copy) for user in users}
@@ -256,7 +261,7 @@ class ScoringEngine:
         batch = await self._call(
             scorer, len(events), score_cached, refresh_fn, head_fn, live.next_token, live.features,
             self.max_len, scratch, events, live.tags, sequence_dim=scorer.sequence_dim,
-            reason_threshold=self.threshold, stale_ok=stale_ok,
+            reason_threshold=self.threshold, stale_ok=stale_ok, max_lag=max_lag, late=late,
         )  # fmt: skip
         self.encoder_rows += batch.encoder_rows
         return batch.results, scratch

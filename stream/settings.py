@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # `refresh_backlog` are scored from their last refresh (with state_lag) instead of waiting.
     refresh_backlog: int = Field(default=20_000, ge=0)
     refresh_batch_max: int = Field(default=1024, ge=1)  # users per refresh call
+    # Events a score may lag its user's last encoder refresh (0: exact, the encoder runs in the batch
+    # for every user the refresh has not reached). N > 0: scored from the last refresh while it lags
+    # ≤ N events, with `state_lag` on the score; nothing waits on the refresh (docs/STREAMING.md).
+    max_state_lag: int = Field(default=0, ge=0)
     # Decoded user states the worker keeps between batches (stream/worker/state_memo.py), used only
     # when the bytes read for the user equal those it wrote; 0: decode every state from its bytes.
     # ~4.5 KB each plus the bytes at the demo size (docs/CONFIGURATION.md). Off under a fallback

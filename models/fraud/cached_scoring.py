@@ -94,8 +94,16 @@ def score_cached(
     sequence_dim: int = 0,
     reason_threshold: float | None = None,
     stale_ok: Collection[str] = (),
+    max_lag: int = 0,
+    late: Mapping[str, Prediction] | None = None,
 ) -> CachedBatch:
-    """Score a micro-batch in arrival order and update `states` in place (new users get a fresh state)."""
+    """Score a micro-batch in arrival order and update `states` in place (new users get a fresh state).
+
+    `max_lag` > 0 trades exactness for the critical path: an event whose user's cached prediction lags
+    at most that many events is scored from it (the result records the lag); only beyond it is the
+    window encoded here. `late`: predictions a refresh made for an earlier state of the user after a
+    later batch had already written a newer one; a user's state adopts one when it is newer than its
+    own (same model and profile are checked where it is used, like any cached prediction)."""
     b, d = len(events), table.items.shape[1]
     results: list[LiveResult | None] = [None] * b
     features = np.zeros((b, schema.width), dtype=np.float32)
@@ -112,6 +120,8 @@ def score_cached(
         if state is None:
             state = states[user] = UserState()
         state.adopt_model(tags.encoder)
+        if late and user in late:
+            _adopt(state, late[user])
         txn = event.txn
         if txn.txn and state.seen(txn.txn):
             results[i] = LiveResult(user, duplicate=True)
@@ -122,7 +132,7 @@ def score_cached(
         cached = state.prediction
         usable = (cached is not None and cached.tag == tags.prediction and cached.profile == ptag
                   and state.context_end(txn.time_ms) == len(state.times))  # fmt: skip
-        if usable and (cached.folded == state.n or user in stale_ok):  # type: ignore[union-attr]
+        if usable and (state.n - cached.folded <= max_lag or user in stale_ok):  # type: ignore[union-attr]
             hidden[i], lse[i], lag[i] = cached.hidden, cached.lse, state.n - cached.folded  # type: ignore[union-attr]
             if sequence_dim:
                 sequence[i] = cached.sequence  # type: ignore[union-attr]
@@ -164,6 +174,13 @@ def score_cached(
             deviation_log=float(out["deviation_log"][j]), state_lag=int(lag[i]),
         )
     return CachedBatch([r for r in results if r is not None], refreshed, encoder_rows)
+
+
+def _adopt(state: UserState, late: Prediction) -> None:
+    """A late prediction replaces the state's own when it was made after more of the state's events."""
+    own = state.prediction
+    if late.folded <= state.n and (own is None or late.folded > own.folded):
+        state.prediction = late
 
 
 def _encode(refresh_fn: CallFn, needs: list[_Need]) -> tuple[int, list[tuple[np.ndarray, float, np.ndarray]]]:

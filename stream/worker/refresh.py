@@ -15,8 +15,16 @@ Before a batch is scored (`prepare`, then `wait_for`):
 - overloaded (backlog > `backlog_max`): nothing waits; those users are scored from their last refresh
   and their scores carry `state_lag`. The stream never waits on a backlog and never drops an event.
 
-A state written by a later batch supersedes a refresh of an older one (that refresh is dropped). A
-failed refresh is dropped too: the batch that next sees the user encodes it (exact either way).
+With a lag bound (`max_lag` > 0, `PANTHER_MAX_STATE_LAG`) nothing waits and nothing leaves the queue:
+the batch scores each user from its last refresh while that lags at most `max_lag` events (beyond it,
+the batch encodes the user itself), so the encoder is off the critical path whatever its speed, and a
+user keeps its place in the queue while its events go on arriving (sent to the back on each write, a
+busy user would wait longest).
+
+A state written by a later batch supersedes a refresh of an older one: its bytes are not used. Under a
+lag bound its prediction is kept (`take_late`) — made after more events than the newer state's own, it
+lags less — and the user's next batch adopts it. A failed refresh is dropped: the batch that next sees
+the user encodes it (exact either way).
 Entries of partitions this worker no longer owns are dropped before use, and so are those of an
 earlier consumer generation: a partition revoked and later given back may have been written by
 another worker meanwhile, so a state refreshed here before is no longer its newest.
@@ -28,12 +36,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from models.fraud.state import UserState, profile_tag
+from models.fraud.state import Prediction, UserState, profile_tag
 from stream.engine import CachedProfile, ScoringEngine
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,8 @@ log = logging.getLogger(__name__)
 class BatchPlan:
     stale_ok: frozenset[str]  # scored from their last refresh, with state_lag (overload)
     waiting: frozenset[str]  # being refreshed right now: scored once that call has finished
+    max_lag: int = 0  # every user scored from a refresh lagging at most this many events
+    late: dict[str, Prediction] = field(default_factory=dict)  # superseded refreshes' predictions
 
 
 @dataclass
@@ -64,8 +74,10 @@ class StateRefresher:
         on_refreshed: Callable[[int, float], None] | None = None,
         generation: Callable[[], Any] = lambda: None,
         on_ready: Callable[[str, bytes, UserState], None] | None = None,
+        max_lag: int = 0,
     ) -> None:
         self.engine = engine
+        self.max_lag = max_lag  # events a score may lag its user's last refresh (0: exact)
         self.on_ready = on_ready  # (user, ready bytes, the state refreshed into them): the state memo
         self.backlog_max = backlog_max
         self.batch_max = batch_max
@@ -76,6 +88,7 @@ class StateRefresher:
         self.running: dict[str, Pending] = {}
         self.ready: dict[str, Pending] = {}
         self._superseded: set[str] = set()
+        self._late: dict[str, Pending] = {}  # superseded refreshes' predictions (in `state`), lag bound only
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -90,6 +103,8 @@ class StateRefresher:
         users = set(users)
         if self.backlog > self.backlog_max:
             return BatchPlan(frozenset(u for u in users if u in self.queue or u in self.running), frozenset())
+        if self.max_lag:  # the engine scores from the last refresh or encodes: nothing waits
+            return BatchPlan(frozenset(), frozenset(), self.max_lag, self.take_late(users))
         for user in users & self.queue.keys():
             del self.queue[user]
         return BatchPlan(frozenset(), frozenset(users & self.running.keys() - self._superseded))
@@ -115,20 +130,38 @@ class StateRefresher:
         self.ready.clear()
         return out  # type: ignore[return-value]
 
-    def written(self, users: Iterable[str]) -> None:
-        """A batch wrote these users' states: older queued, running or ready entries are obsolete."""
+    def take_late(self, users: Iterable[str]) -> dict[str, Prediction]:
+        """The predictions of superseded refreshes of `users` still ours (lag bound only): each newer
+        than the prediction its user's written state carries."""
+        out: dict[str, Prediction] = {}
         for user in users:
-            self.queue.pop(user, None)
+            entry = self._late.pop(user, None) if self._late else None
+            if entry is not None and self._ours(entry):
+                out[user] = entry.state.prediction  # type: ignore[union-attr]
+        return out
+
+    def written(self, users: Iterable[str], stale: dict[str, Pending] | None = None,
+                generation: Any = None) -> None:  # fmt: skip
+        """A batch wrote these users' states: older queued, running or ready entries are obsolete.
+        `stale`: those of them whose new state needs a refresh, queued (`submit`) in the place of
+        their earlier queued entry, if any, so a user with an event in every batch is not sent to the
+        back of the queue each time."""
+        stale = stale or {}
+        for user in users:
+            if user not in stale:
+                self.queue.pop(user, None)
             self.ready.pop(user, None)
             if user in self.running:
                 self._superseded.add(user)
+        if stale:
+            self.submit(stale, generation)
 
     def submit(self, entries: dict[str, Pending], generation: Any = None) -> None:
         """Queue users whose written state has a stale cache (call after `written`); `generation`: the
         consumer generation their batch was written in."""
         for entry in entries.values():
             entry.generation = generation
-        self.queue.update(entries)
+        self.queue.update(entries)  # a user already queued keeps its place
         self._kick()
 
     def _ours(self, entry: Pending) -> bool:
@@ -154,7 +187,10 @@ class StateRefresher:
             if self.on_refreshed is not None:
                 self.on_refreshed(rows, time.perf_counter() - started)
             for user, entry in running.items():
-                if user not in self._superseded:
+                if user in self._superseded:
+                    if self.max_lag and isinstance(entry.state, UserState) and entry.state.prediction:
+                        self._keep_late(user, entry)
+                else:
                     state: UserState = entry.state  # type: ignore[assignment]
                     before = entry.written
                     raw = state.to_bytes() if before is None else state.to_bytes_after_refresh(before)
@@ -169,6 +205,13 @@ class StateRefresher:
         finally:
             self.running = {}
             self._kick()
+
+    def _keep_late(self, user: str, entry: Pending) -> None:
+        """Bounded like the backlog: a user that never comes back leaves its entry to be evicted."""
+        self._late.pop(user, None)
+        self._late[user] = entry
+        if len(self._late) > max(self.backlog_max, 1):
+            del self._late[next(iter(self._late))]
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():

@@ -65,7 +65,8 @@ class ScoringAgent(BatchAgent):
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
                                         self.settings.refresh_batch_max, owned, refreshed,
                                         lambda: self.app.consumer_generation_id,
-                                        self.memo.keep if self.memo is not None else None)  # fmt: skip
+                                        self.memo.keep if self.memo is not None else None,
+                                        self.settings.max_state_lag)  # fmt: skip
         self.decode_profile = ProfileDecoder()
         self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
                                     self.settings.state_sweep_interval_s)
@@ -139,9 +140,8 @@ class ScoringAgent(BatchAgent):
         def refresh_behind() -> None:
             """Serialized and sent: the refresh may now run beside the commit's round trips."""
             written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
-            self.refresher.written(written)
             stale = stale_states(self.engine, {u: states[u] for u in written}, profiles, source, packed)
-            self.refresher.submit(stale, self.generation)
+            self.refresher.written(written, stale, self.generation)
             if self.memo is not None:  # the stale ones come back from their refresh (`on_ready`)
                 for user_id in written:
                     if user_id not in stale:
@@ -164,8 +164,7 @@ class ScoringAgent(BatchAgent):
         them; the others (`plan.waiting`) once it has finished, from their refreshed states."""
 
         async def score(part: list[Transaction], given: dict[str, UserState | bytes]) -> list[Any]:
-            return [] if not part else await self._score_with_backoff(part, given, profiles, plan.stale_ok,
-                                                                       events)  # fmt: skip
+            return [] if not part else await self._score_with_backoff(part, given, profiles, plan, events)
 
         started = time.perf_counter()
         if not plan.waiting:
@@ -258,15 +257,16 @@ class ScoringAgent(BatchAgent):
         return refreshed
 
     async def _score_with_backoff(self, txns: list[Transaction], states: dict[str, UserState | bytes],
-                                  profiles: dict[str, CachedProfile | None], stale_ok: frozenset[str],
+                                  profiles: dict[str, CachedProfile | None], plan: BatchPlan,
                                   events: list[Any]) -> list[Any]:  # fmt: skip
         """Degraded mode "pause": hold the batch (nothing acked, nothing lost) and retry with backoff."""
         delay = 0.25
         memo = self.memo
         while True:
             try:  # in place: the states lent from the memo are this batch's to fold into
-                outcomes = await self.engine.score(txns, states, profiles, stale_ok=stale_ok,
-                                                   in_place=memo is not None)  # fmt: skip
+                outcomes = await self.engine.score(txns, states, profiles, stale_ok=plan.stale_ok,
+                                                   in_place=memo is not None, max_lag=plan.max_lag,
+                                                   late=plan.late)  # fmt: skip
                 self.metrics.scorer_up.set(1)
                 return outcomes
             except ScorerUnavailable as exc:

@@ -288,6 +288,70 @@ async def test_a_refreshed_state_is_its_written_bytes_with_the_new_tail() -> Non
     await refresher.close()
 
 
+def predicting_state(n: int) -> Any:
+    """A UserState that has seen `n` events, and a refresh that caches a prediction for it."""
+    from models.fraud.state import UserState
+
+    state = UserState()
+    state.n = n
+    return state
+
+
+class Predicting(FakeEngine):
+    """Each refresh caches a prediction made after the state's `n` events."""
+
+    async def refresh(self, states: dict[str, Any], profiles: dict[str, Any]) -> int:
+        from models.fraud.state import Prediction
+
+        for state in states.values():
+            empty = np.zeros(0, np.float32)
+            state.prediction = Prediction(state.n, 5, 6, -1.5, np.zeros(4, np.float32), empty)
+        return await super().refresh(states, profiles)
+
+
+async def test_under_a_lag_bound_nothing_waits_and_nothing_leaves_the_queue() -> None:
+    refresher = StateRefresher(FakeEngine(delay=0.2), backlog_max=100, batch_max=1, owned=lambda s: True,  # type: ignore[arg-type]
+                               max_lag=4)  # fmt: skip
+    refresher.submit(entries("a", "b"))  # a: refreshing now; b: queued
+    started = asyncio.get_running_loop().time()
+    plan = refresher.prepare({"a", "b", "x"})
+    await refresher.wait_for(plan.waiting)
+    assert plan.waiting == frozenset() and plan.stale_ok == frozenset() and plan.max_lag == 4
+    assert asyncio.get_running_loop().time() - started < 0.1
+    assert list(refresher.queue) == ["b"] and list(refresher.running) == ["a"]
+    await refresher.close()
+
+
+async def test_a_user_written_again_keeps_its_place_in_the_queue() -> None:
+    """A busy user, stale after every batch, would otherwise go to the back each time and wait longest."""
+    refresher = StateRefresher(FakeEngine(delay=0.2), backlog_max=100, batch_max=1, owned=lambda s: True,  # type: ignore[arg-type]
+                               max_lag=4)  # fmt: skip
+    refresher.submit(entries("a", "b", "c", "d"))  # a: refreshing now; b, c, d: queued
+    newer = entries("b")
+    refresher.written({"b", "c"}, newer)  # b written again and still stale; c written with a valid cache
+    assert list(refresher.queue) == ["b", "d"] and refresher.queue["b"] is newer["b"]
+    await refresher.close()
+
+
+@pytest.mark.parametrize("max_lag", [0, 3])
+async def test_a_superseded_refresh_leaves_its_prediction_under_a_lag_bound(max_lag: int) -> None:
+    """Exact (0): a refresh of a state a later batch rewrote is dropped. Under a lag bound its
+    prediction — made after more events than the rewritten state's own — goes to the user's next batch."""
+    refresher = StateRefresher(Predicting(delay=0.05), backlog_max=100, batch_max=10, owned=lambda s: True,  # type: ignore[arg-type]
+                               max_lag=max_lag)  # fmt: skip
+    refresher.submit({"a": Pending(SimpleNamespace(tp="p0"), predicting_state(7), None)})
+    await asyncio.sleep(0)
+    refresher.written({"a"}, {"a": Pending(SimpleNamespace(tp="p0"), predicting_state(8), None)})
+    await asyncio.sleep(0.08)  # the first refresh finished, superseded; the second one runs
+    assert "a" not in refresher.ready
+    plan = refresher.prepare({"a"})
+    if max_lag:
+        assert plan.late["a"].folded == 7 and refresher.take_late({"a"}) == {}
+    else:
+        assert plan.late == {} and refresher.take_late({"a"}) == {}
+    await refresher.close()
+
+
 def test_scores_carry_the_readable_deviation(tiny_model: tuple[Path, Path]) -> None:
     from stream.engine import ScoringEngine
     from stream.live_model import LiveModel

@@ -11,7 +11,9 @@ model version.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,14 +60,16 @@ def run_reference(scorer: FraudScorer, batches: list[list[LiveEvent]], states: d
 
 def run_cached(scorer: FraudScorer, batches: list[list[LiveEvent]], states: dict[str, UserState],
                tags: ModelTags = TAGS, stale_ok: frozenset[str] = frozenset(),
-               refresh: bool = True) -> tuple[list[LiveResult], int]:  # fmt: skip
-    """Results and the critical-path encoder rows; the refresh runs after every batch."""
+               refresh: bool = True, **kwargs: Any) -> tuple[list[LiveResult], int]:  # fmt: skip
+    """Results and the critical-path encoder rows; the refresh runs after every batch. `kwargs`: to
+    `score_cached` (`max_lag`, `late`)."""
     out: list[LiveResult] = []
     rows = 0
     table = table_of(scorer)
     for batch in batches:
         done = score_cached(scorer.refresh, scorer.score_state, table, scorer.schema, scorer.max_len, states,
-                            batch, tags, sequence_dim=scorer.sequence_dim, stale_ok=stale_ok)  # fmt: skip
+                            batch, tags, sequence_dim=scorer.sequence_dim, stale_ok=stale_ok,
+                            **kwargs)  # fmt: skip
         out += done.results
         rows += done.encoder_rows
         if refresh:
@@ -188,6 +192,40 @@ def test_overloaded_users_are_scored_from_the_last_refresh_with_their_lag(tiny, 
     lags = [r.state_lag for r in cached if not r.duplicate]
     assert max(lags) > 0 and all(np.isfinite(r.p_fraud) for r in cached if not r.duplicate)
     assert rows <= len(users)  # only users with no usable cache at all (new, late) reach the encoder
+
+
+def test_a_lag_bound_scores_from_the_last_refresh_and_encodes_past_it(tiny, variant: FraudScorer) -> None:
+    """`max_lag` (PANTHER_MAX_STATE_LAG): no refresh at all behind these batches, yet the encoder runs
+    only for users whose cache lags more than the bound — and the bound holds for every score."""
+    events, _ = live_events(tiny, variant)
+    events = events[:400]
+    states: dict[str, UserState] = {}
+    run_cached(variant, batches_of(events[:100], 50), states)
+    later = batches_of(events[100:], 50)
+    _, exact_rows = run_cached(variant, later, copy.deepcopy(states), refresh=False)
+    cached, rows = run_cached(variant, later, states, refresh=False, max_lag=3)
+    lags = [r.state_lag for r in cached if not r.duplicate]
+    assert max(lags) == 3 and all(np.isfinite(r.p_fraud) for r in cached if not r.duplicate)
+    assert 0 < rows < exact_rows  # past the bound, and new users, still encoded: far fewer rows
+
+
+def test_a_late_prediction_is_adopted_only_when_newer(tiny, variant: FraudScorer) -> None:
+    """A refresh superseded by a later write left its prediction (`StateRefresher.take_late`): the
+    state takes it when it was made after more events than its own, never an older one."""
+    events, _ = live_events(tiny, variant)
+    states: dict[str, UserState] = {}
+    user = events[0].user_id
+    own = [e for e in events if e.user_id == user][:8]
+    run_cached(variant, [own[:3]], states)  # cache valid after 3 events
+    run_cached(variant, [own[3:6]], states, refresh=False, max_lag=5)  # 3 more, scored from it
+    state = states[user]
+    assert (state.n, state.prediction.folded) == (6, 3)
+    newer = dataclasses.replace(state.prediction, folded=5)
+    older = dataclasses.replace(state.prediction, folded=2)
+    for late, lag in ((older, 3), (newer, 1)):
+        trial = copy.deepcopy(states)
+        scored, rows = run_cached(variant, [own[6:7]], trial, refresh=False, max_lag=5, late={user: late})
+        assert (scored[0].state_lag, rows) == (lag, 0)
 
 
 def test_the_item_table_read_without_torch_equals_the_models(tiny, variant: FraudScorer) -> None:
