@@ -5,8 +5,10 @@ and `panther`: the paper's serving shape, d 64 × 4 blocks, L 100):
 - **scorer alone**: the model calls the engine made, replayed back to back (`scorer_ev_s`);
 - **engine alone**: tokens, features, state and scorer on the same events, no Kafka (`engine_ev_s`);
 - **the worker end to end**, for each `--processes` count and each delivery mode (`exactly_once`,
-  `at_least_once`): fresh topics and a fresh group, profiles cached first, then `--events` new
-  transactions at each offered rate (records/s, or `max`: as fast as the producer goes).
+  `at_least_once`): fresh topics and a fresh group, profiles cached first, a warm-up at full speed
+  (unmeasured; `--warmup-events`, default users × the model's L: every window full, as in a stream
+  that has run a while), then `--events` new transactions at each offered rate (records/s, or `max`:
+  as fast as the producer goes). The engine alone gets the same warm-up first.
 
 Per end-to-end run: sustained scores/s (first record produced → last score visible), visible latency
 (score visible to a read_committed consumer − transaction produced) p50/p95/p99/max, and the worker's
@@ -194,8 +196,22 @@ def consume_arrived(consumer: Any, max_messages: int, timeout_s: float) -> list[
 
 # ------------------------------------------------------------------------------------------ inputs
 SIZES = ("demo", "panther")
-WARMUP_EVENTS = 3000
+WARMUP_EVENTS: int | None = None  # None: `window_fill` — every user's window full before measuring
 BROKER_WARMUP_S = 20.0  # paced traffic before a fresh broker's first measured run (its JIT: BENCHMARKS)
+
+
+def window_fill(live: Path, model: Path) -> int:
+    """Warm-up events that fill every user's window (on average): users × the model's L.
+
+    Why: a configuration starts with fresh state, and with the earlier 3,000-event warm-up its users
+    had seen ~3–20 events when measured — at the PANTHER size (L 100) windows a tenth full, whose
+    encoder rows cost a fraction of a full window's: those rows were an upper bound
+    (docs/BENCHMARKS.md, "At the PANTHER size the issue command measures short windows")."""
+    import pyarrow.parquet as pq
+
+    users = len(pq.read_table(live, columns=["user_id"]).column("user_id").unique())
+    max_len = int(json.loads((model / "config.json").read_text())["model"]["max_len"])
+    return max(users * max_len, 1)
 
 
 def default_model(home: Path, size: str = "demo") -> tuple[Path, Path]:
@@ -228,8 +244,10 @@ def make_runs(path: Path, sizes: list[int]) -> list[list[Transaction]]:
 
 # ------------------------------------------------------------------------------------------ reference
 def standalone(model: Path, profiles: Path, txns: list[Transaction], batch: int,
-               make_scorer: Callable[[], Awaitable[Any]]) -> dict[str, float]:  # fmt: skip
-    """ev/s of the engine (tokens, features, state, scorer) and of the scorer alone, without Kafka."""
+               make_scorer: Callable[[], Awaitable[Any]],
+               warmup: list[Transaction] | None = None) -> dict[str, float]:  # fmt: skip
+    """ev/s of the engine (tokens, features, state, scorer) and of the scorer alone, without Kafka;
+    `warmup` (earlier in event time) is fed first, unmeasured: the users' windows as the worker's."""
     from stream.engine import CachedProfile, ScoringEngine
     from stream.events import UserProfile
     from stream.live_model import LiveModel
@@ -271,15 +289,22 @@ def standalone(model: Path, profiles: Path, txns: list[Transaction], batch: int,
         wrapper = RecordingSync() if hasattr(scorer, "score_state_sync") else Recording()
         engine = ScoringEngine(live, wrapper, 0.5)  # type: ignore[arg-type]
         states: dict[str, Any] = {}
+
+        async def feed(events: list[Transaction]) -> None:
+            nonlocal states
+            for i in range(0, len(events), batch):
+                chunk = events[i : i + batch]
+                await engine.score(chunk, states, cached)
+                touched = {t.user_id for t in chunk}
+                await engine.refresh({u: states[u] for u in touched}, cached)  # as the worker, after a batch
+                states = {
+                    user: s if isinstance(s, bytes) else s.to_bytes() for user, s in states.items()
+                }  # as in a table
+
+        await feed(warmup or [])
+        recorded.clear()
         started = time.perf_counter()
-        for i in range(0, len(txns), batch):
-            chunk = txns[i : i + batch]
-            await engine.score(chunk, states, cached)
-            touched = {t.user_id for t in chunk}
-            await engine.refresh({u: states[u] for u in touched}, cached)  # as the worker, after each batch
-            states = {
-                user: s if isinstance(s, bytes) else s.to_bytes() for user, s in states.items()
-            }  # as in a table
+        await feed(txns)
         engine_s = time.perf_counter() - started
         started = time.perf_counter()
         for method, request in recorded:
@@ -495,7 +520,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                      deliveries: tuple[str, ...] = ("exactly_once", "at_least_once"),
                      sizes: tuple[str, ...] = ("demo",), processes: tuple[int, ...] = (1,),
                      warmup_s: float = BROKER_WARMUP_S,
-                     warmup_events: int = WARMUP_EVENTS) -> dict[str, Any]:  # fmt: skip
+                     warmup_events: int | None = WARMUP_EVENTS) -> dict[str, Any]:  # fmt: skip
     base = Settings()
     if model_dir is not None and data_dir is None:
         raise PantherError("--data is needed with --model (a directory with live.parquet or "
@@ -526,6 +551,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
         failures: list[dict[str, Any]] = []  # configurations that could not run (reported, not hidden)
         standalone_by_size: dict[str, Any] = {}
         models: dict[str, Any] = {}
+        warmups: dict[str, int] = {}  # per size: the events each configuration was warmed with
         for size in sizes:
             if size == "custom":
                 model, data = model_dir, data_dir
@@ -545,27 +571,29 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
                         return await TritonScorer.connect(f"127.0.0.1:{triton['triton_grpc_port']}")
                     return InProcessScorer.from_settings(model, base)
 
+                warm = warmup_events if warmup_events is not None else window_fill(live, model)
+                warmups[size] = warm
                 configs = [(p, d) for p in processes for d in deliveries]
                 per_config = len(rates) + 1  # + the warm-up
                 paced_rate = min((r for r in rates if r is not None), default=1000.0)
                 paced_events = 0 if stack.broker_warm else round(paced_rate * warmup_s)
                 lengths = []  # per configuration: its warm-up (+ the paced broker warm-up first), its rates
                 for k in range(len(configs)):
-                    lengths += [warmup_events + (paced_events if k == 0 else 0), *[events] * len(rates)]
+                    lengths += [warm + (paced_events if k == 0 else 0), *[events] * len(rates)]
                 all_runs = make_runs(live, [*lengths, events])  # the last: the scorer and engine alone
-                say(f"{size}: scorer and engine alone ({scorer} scorer, {min(events, 5000)} events, "
-                    f"batch {base.batch_max})")  # fmt: skip
+                say(f"{size}: scorer and engine alone ({scorer} scorer, {min(events, 5000)} events after "
+                    f"{warm} unmeasured, batch {base.batch_max})")  # fmt: skip
                 reference = standalone(model, data / "profiles.parquet", all_runs[-1][:5000], base.batch_max,
-                                       make_scorer)  # fmt: skip
+                                       make_scorer, all_runs[0][:warm])  # fmt: skip
                 standalone_by_size[size] = reference
                 models[size] = _model_summary(model)
                 for k, (count, delivery) in enumerate(configs):
                     warmup, *measured = all_runs[k * per_config : (k + 1) * per_config]
                     runs = list(zip(rates, measured, strict=True))
-                    paced = (paced_rate, warmup[warmup_events:]) if k == 0 and paced_events else None
+                    paced = (paced_rate, warmup[warm:]) if k == 0 and paced_events else None
                     try:
                         results += run_stack(stack, size, model, data, triton, scorer, delivery, count, runs,
-                                             warmup[:warmup_events], timeout_s, reference, paced)  # fmt: skip
+                                             warmup[:warm], timeout_s, reference, paced)  # fmt: skip
                     except PantherError as exc:  # one configuration failing does not void the others
                         say(f"{size} · {delivery} · {count} process(es) failed: {exc}")
                         failures.append({"size": size, "delivery": delivery, "processes": count,
@@ -588,6 +616,7 @@ def run_stream_bench(events: int, rates: list[float | None], scorer: str = "inpr
             "refresh_backlog": base.refresh_backlog,  # beyond it, scores carry state_lag instead of waiting
             "max_state_lag": base.max_state_lag,  # scores may lag their user's refresh by this many events
             "broker_warmup_s": warmup_s,
+            "warmup_events": warmups,
             "partitions": base.partitions,
             "standalone": standalone_by_size,
             "runs": results,

@@ -501,14 +501,15 @@ def _say(message: str) -> None:
 @click.option("--timeout-s", default=300.0, show_default=True, help="Longest wait for a run's last score.")
 @click.option("--warmup-s", default=20.0, show_default=True, type=click.FloatRange(min=0),
               help="Paced traffic (at the lowest rate) before the broker's first measured run: its JIT.")
-@click.option("--warmup-events", default=3000, show_default=True, type=click.IntRange(min=1),
+@click.option("--warmup-events", default=None, type=click.IntRange(min=1),
               help="Events at full speed before each configuration's measured runs (unmeasured): its "
-                   "users' first states. Give a large population its history with a larger number.")
+                   "users' history. Default: users × the model's window L, so windows are full.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def bench_stream(events: int, rate: float | None, rates: str, deliveries: str, sizes: str,
                  process_counts: str, scorer: str, model_dir: Path | None, data_dir: Path | None,
-                 timeout_s: float, warmup_s: float, warmup_events: int, as_json: bool) -> None:  # fmt: skip
+                 timeout_s: float, warmup_s: float, warmup_events: int | None,
+                 as_json: bool) -> None:  # fmt: skip
     """Scorer alone, engine alone, the worker end to end: each delivery mode, process count, rate, size."""
     from stream.bench_stream import parse_choices, parse_rates, run_stream_bench
 

@@ -100,3 +100,14 @@ def test_the_watcher_takes_what_has_arrived_without_waiting_for_a_full_batch() -
     assert consume_arrived(consumer, 1000, 0.2) == [1, 2, 3]
     assert consumer.calls == [("poll", 0.2), ("consume", 999, 0)]
     assert consume_arrived(Consumer([]), 1000, 0.2) == []
+
+
+def test_the_default_warm_up_fills_every_window(tmp_path: Path) -> None:
+    """users × L: the PANTHER-size rows were measured on windows a tenth full before (BENCHMARKS)."""
+    import json
+
+    from stream.bench_stream import window_fill
+
+    pd.DataFrame({"user_id": ["u1", "u2", "u1", "u3"]}).to_parquet(tmp_path / "live.parquet")
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"max_len": 100, "d_model": 64}}))
+    assert window_fill(tmp_path / "live.parquet", tmp_path) == 300
