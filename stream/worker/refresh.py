@@ -17,7 +17,8 @@ Before a batch is scored (`prepare`, then `wait_for`):
 
 With a lag bound (`max_lag` > 0, `PANTHER_MAX_STATE_LAG`) nothing waits and nothing leaves the queue:
 the batch scores each user from its last refresh while that lags at most `max_lag` events (beyond it,
-the batch encodes the user itself), so the encoder is off the critical path whatever its speed, and a
+the batch encodes the user itself, also past `backlog_max`: the bound is never exceeded, unlike the
+unbounded overload mode above), so the encoder is off the critical path whatever its speed, and a
 user keeps its place in the queue while its events go on arriving (sent to the back on each write, a
 busy user would wait longest).
 
@@ -101,10 +102,10 @@ class StateRefresher:
         say which must be scored from their last refresh (overload) and which are being refreshed now
         (`waiting`: the batch scores the others first, then waits for those: `wait_for`)."""
         users = set(users)
+        if self.max_lag:  # the engine scores from the last refresh or encodes: nothing waits, and the
+            return BatchPlan(frozenset(), frozenset(), self.max_lag, self.take_late(users))  # bound holds
         if self.backlog > self.backlog_max:
             return BatchPlan(frozenset(u for u in users if u in self.queue or u in self.running), frozenset())
-        if self.max_lag:  # the engine scores from the last refresh or encodes: nothing waits
-            return BatchPlan(frozenset(), frozenset(), self.max_lag, self.take_late(users))
         for user in users & self.queue.keys():
             del self.queue[user]
         return BatchPlan(frozenset(), frozenset(users & self.running.keys() - self._superseded))

@@ -319,6 +319,8 @@ async def test_under_a_lag_bound_nothing_waits_and_nothing_leaves_the_queue() ->
     assert plan.waiting == frozenset() and plan.stale_ok == frozenset() and plan.max_lag == 4
     assert asyncio.get_running_loop().time() - started < 0.1
     assert list(refresher.queue) == ["b"] and list(refresher.running) == ["a"]
+    refresher.backlog_max = 0  # overloaded: still no unbounded lag, the engine's bound holds
+    assert refresher.prepare({"a", "b"}).stale_ok == frozenset()
     await refresher.close()
 
 
