@@ -100,10 +100,11 @@ class StateRefresher:
     def prepare(self, users: Iterable[str]) -> BatchPlan:
         """Without waiting: take the batch's queued users out of the queue (it encodes them itself) and
         say which must be scored from their last refresh (overload) and which are being refreshed now
-        (`waiting`: the batch scores the others first, then waits for those: `wait_for`)."""
+        (`waiting`: the batch scores the others first, then waits for those: `wait_for`). Under a lag
+        bound: nothing of that — the plan carries the bound and the superseded refreshes' predictions."""
         users = set(users)
-        if self.max_lag:  # the engine scores from the last refresh or encodes: nothing waits, and the
-            return BatchPlan(frozenset(), frozenset(), self.max_lag, self.take_late(users))  # bound holds
+        if self.max_lag:  # nothing waits; the bound holds even past `backlog_max`
+            return BatchPlan(frozenset(), frozenset(), self.max_lag, self.take_late(users))
         if self.backlog > self.backlog_max:
             return BatchPlan(frozenset(u for u in users if u in self.queue or u in self.running), frozenset())
         for user in users & self.queue.keys():
