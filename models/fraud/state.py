@@ -195,6 +195,14 @@ class UserState:
                                               p.sequence.copy()),
         )  # fmt: skip
 
+    def refresh_view(self, max_len: int) -> UserState:
+        """What a refresh reads and writes — the last `max_len` tokens, `n`, the model and the
+        prediction — as a state of its own: the refresh (`models.fraud.cached_scoring.refresh_states`,
+        on a thread) caches its prediction there while a later batch may fold events into this one.
+        Not a state to score or serialize (its other fields are empty)."""
+        return UserState(tokens=self.tokens[-max_len:], n=self.n, model_tag=self.model_tag,
+                         prediction=self.prediction)  # fmt: skip
+
     def deep_copy_reference(self) -> UserState:
         """What `copy` must equal: Python's deep copy."""
         return _copy.deepcopy(self)

@@ -74,12 +74,12 @@ class StateRefresher:
         owned: Callable[[Any], bool],
         on_refreshed: Callable[[int, float], None] | None = None,
         generation: Callable[[], Any] = lambda: None,
-        on_ready: Callable[[str, bytes, UserState], None] | None = None,
+        on_ready: Callable[[str, bytes | None, bytes, UserState], None] | None = None,
         max_lag: int = 0,
     ) -> None:
         self.engine = engine
         self.max_lag = max_lag  # events a score may lag its user's last refresh (0: exact)
-        self.on_ready = on_ready  # (user, ready bytes, the state refreshed into them): the state memo
+        self.on_ready = on_ready  # (user, bytes before, ready bytes, the state refreshed): the state memo
         self.backlog_max = backlog_max
         self.batch_max = batch_max
         self.owned = owned  # is this source event's partition still ours?
@@ -198,7 +198,7 @@ class StateRefresher:
                     raw = state.to_bytes() if before is None else state.to_bytes_after_refresh(before)
                     self.ready[user] = Pending(entry.source, raw, entry.profile, generation=entry.generation)
                     if self.on_ready is not None:
-                        self.on_ready(user, raw, state)
+                        self.on_ready(user, before, raw, state)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next batch that sees these users encodes them: nothing is lost
@@ -225,7 +225,8 @@ def stale_states(engine: ScoringEngine, states: dict[str, Any], profiles: dict[s
                  sources: dict[str, Any],
                  written: dict[str, bytes] | None = None) -> dict[str, Pending]:  # fmt: skip
     """The batch's written users whose cache is not valid for their next event (`written`: the bytes
-    the batch wrote for them, which the refresh then only re-tails)."""
+    the batch wrote for them, which the refresh then only re-tails — and then it refreshes a view of
+    the state (`UserState.refresh_view`), not the state itself, which the caller may keep using)."""
     tags = engine.live.tags
     out: dict[str, Pending] = {}
     for user, state in states.items():
@@ -234,5 +235,7 @@ def stale_states(engine: ScoringEngine, states: dict[str, Any], profiles: dict[s
         cached = profiles.get(user)
         ids = cached.profile_ids if cached is not None else engine.live.unknown_profile()
         if state.valid_prediction(tags.prediction, profile_tag(np.asarray(ids))) is None:
-            out[user] = Pending(sources[user], state, cached, None if written is None else written.get(user))
+            raw = None if written is None else written.get(user)
+            view = state if raw is None else state.refresh_view(engine.max_len)
+            out[user] = Pending(sources[user], view, cached, raw)
     return out

@@ -65,7 +65,7 @@ class ScoringAgent(BatchAgent):
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
                                         self.settings.refresh_batch_max, owned, refreshed,
                                         lambda: self.app.consumer_generation_id,
-                                        self.memo.keep if self.memo is not None else None,
+                                        self.memo.refreshed if self.memo is not None else None,
                                         self.settings.max_state_lag)  # fmt: skip
         self.decode_profile = ProfileDecoder()
         self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
@@ -142,10 +142,9 @@ class ScoringAgent(BatchAgent):
             written = [user_id for user_id, state in states.items() if isinstance(state, UserState)]
             stale = stale_states(self.engine, {u: states[u] for u in written}, profiles, source, packed)
             self.refresher.written(written, stale, self.generation)
-            if self.memo is not None:  # the stale ones come back from their refresh (`on_ready`)
+            if self.memo is not None:  # the stale ones too: their refresh works on a view of its own
                 for user_id in written:
-                    if user_id not in stale:
-                        self.memo.keep(user_id, packed[user_id], states[user_id])  # type: ignore[arg-type]
+                    self.memo.keep(user_id, packed[user_id], states[user_id])  # type: ignore[arg-type]
 
         started = time.perf_counter()
         await self.committer.commit_batch(events, write, outputs, self.generation, on_written=refresh_behind)

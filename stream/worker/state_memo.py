@@ -11,10 +11,14 @@ retention or never written (a failed or dropped batch) misses, and is decoded fr
 
 An entry's state object has one holder at a time. `lend` takes it out for a batch, whose engine then
 folds the batch's events into it in place (`ScoringEngine.score(in_place=True)`: no decode, no copy);
-it comes back only through `keep`, with the bytes the batch wrote for it, or those its refresh made.
-A user whose cache the refresh will make is not kept (the refresh folds into that object on its own
-thread), until the refresh has finished. Before a retry (the scorer was unavailable mid-batch), the
-lent objects — some events may be folded already — are replaced by their bytes (`restore`).
+it comes back only through `keep`, with the bytes the batch wrote for it. A user whose cache the
+refresh will make is kept too: the refresh works on a view of its own (`UserState.refresh_view`), and
+when it has finished, an entry still holding the bytes it refreshed takes its prediction and the
+refreshed bytes (`refreshed`, on the event loop, so never while a batch holds the object). (A first
+version kept such a user only once its refresh had finished: under a lag bound, where a busy user's
+next batch does not wait for that, its state was decoded from its bytes on nearly every batch.)
+Before a retry (the scorer was unavailable mid-batch), the lent objects — some events may be folded
+already — are replaced by their bytes (`restore`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,16 @@ class StateMemo:
         entries[user] = (raw, state)
         if len(entries) > self.max_entries:
             del entries[next(iter(entries))]
+
+    def refreshed(self, user: str, before: bytes | None, raw: bytes, refreshed: UserState) -> None:
+        """A refresh of the state written as `before` made `raw` (the same state with the prediction
+        of `refreshed`, its view): the entry, if it still holds `before`, now holds `raw`."""
+        entry = self._entries.get(user)
+        if entry is None or before is None or entry[0] != before:
+            return  # lent to a batch, written again since, or never kept
+        state = entry[1]
+        state.prediction, state.model_tag = refreshed.prediction, refreshed.model_tag
+        self._entries[user] = (raw, state)
 
     def end_batch(self) -> None:
         """Lent states not kept (a batch dropped or failed) are let go: their bytes decode them again."""

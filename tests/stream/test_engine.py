@@ -261,9 +261,12 @@ async def test_a_refresh_from_an_earlier_consumer_generation_is_never_used() -> 
     await refresher.close()
 
 
-async def test_a_refreshed_state_is_its_written_bytes_with_the_new_tail() -> None:
+@pytest.mark.parametrize("view", [False, True])
+async def test_a_refreshed_state_is_its_written_bytes_with_the_new_tail(view: bool) -> None:
     """The refresh behind re-tails the bytes its batch wrote (`Pending.written`) instead of packing the
-    state again: what becomes ready is byte for byte the refreshed state's `to_bytes`."""
+    state again: what becomes ready is byte for byte the refreshed state's `to_bytes` — also when it
+    refreshed a view of the state (`UserState.refresh_view`, what the worker hands it), which leaves
+    the state itself as it was (the memo may be keeping it)."""
     from models.fraud.state import Prediction, UserState, update
     from models.fraud.txn import TxnView
 
@@ -281,10 +284,15 @@ async def test_a_refreshed_state_is_its_written_bytes_with_the_new_tail() -> Non
             update(state, TxnView(1_000 * i, 10.0 + i, 5, 11, 12, 13, 14, 15, 16, 0, 100 + i), p=0.5)
     written = {user: state.to_bytes() for user, state in states.items()}
     refresher = StateRefresher(Predicting(), backlog_max=100, batch_max=10, owned=lambda s: True)  # type: ignore[arg-type]
-    refresher.submit({u: Pending(SimpleNamespace(tp="p0"), s, None, written[u]) for u, s in states.items()})
+    given = {u: s.refresh_view(2) if view else s for u, s in states.items()}
+    refresher.submit({u: Pending(SimpleNamespace(tp="p0"), given[u], None, written[u]) for u in states})
     await settle(refresher, {"a", "b"})
-    assert refresher.take_ready({"a", "b"}) == {u: s.to_bytes() for u, s in states.items()}
-    assert all(s.prediction is not None for s in states.values())
+    ready = refresher.take_ready({"a", "b"})
+    assert all(s.prediction is not None for s in given.values())
+    assert all((s.prediction is None) == view for s in states.values())
+    for user, state in states.items():
+        state.prediction = given[user].prediction
+    assert ready == {u: s.to_bytes() for u, s in states.items()}
     await refresher.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from models.fraud.state import UserState
 from stream.worker.state_memo import StateMemo
 
@@ -53,3 +55,32 @@ def test_the_least_recently_kept_go_first() -> None:
     states = {user: state(2 if user == "b" else 1).to_bytes() for user in "abcd"}
     memo.lend(states)
     assert {user for user, s in states.items() if isinstance(s, UserState)} == {"b", "d"}
+
+
+def test_a_finished_refresh_updates_the_entry_that_still_holds_the_bytes_it_refreshed() -> None:
+    """The refresh works on a view (`UserState.refresh_view`) while the memo keeps the state itself;
+    its result reaches the entry only when the entry still holds the bytes the refresh started from."""
+    from models.fraud.state import Prediction, update
+    from models.fraud.txn import TxnView
+
+    kept = UserState()
+    for i in range(10):
+        update(kept, TxnView(1_000 * i, 10.0 + i, 10 + i, 11, 12, 13, 14, 15, 16, 0, 100 + i), p=0.5)
+    before = kept.to_bytes()
+    view = kept.refresh_view(4)
+    assert list(view.tokens) == [16, 17, 18, 19] and view.n == 10
+    view.prediction = Prediction(10, 5, 6, -1.5, np.arange(4, dtype=np.float32), np.zeros(0, np.float32))
+    assert kept.prediction is None  # the refresh's result stays in its view…
+    after = view.to_bytes_after_refresh(before)  # the refresher's ready bytes
+    memo = StateMemo(10)
+    memo.keep("u", before, kept)
+    memo.refreshed("u", before, after, view)
+    states = {"u": bytes(after)}
+    assert memo.lend(states) == 1 and states["u"] is kept and kept.prediction == view.prediction
+    assert kept.to_bytes() == after  # …until the memo's entry takes it: then bytes and state agree
+
+    memo.keep("u", before, kept)
+    memo.refreshed("u", state(9).to_bytes(), after, view)  # the entry was written again since
+    assert memo.lend({"u": bytes(after)}) == 0
+    memo.refreshed("v", before, after, view)  # never kept (or lent to a batch right now): nothing
+    assert len(memo) == 0
