@@ -19,11 +19,10 @@ from tests.stream.worker_harness import (
     FAUST_DEVLOG,
     Offline,
     WorkerProcess,
-    cache_profiles,
     collect,
     exactly_once,
+    join_mid_stream,
     offline,
-    produce_in_background,
     wait_for,
     worker_settings,
 )
@@ -99,14 +98,7 @@ def test_at_least_once_workers_joining_and_leaving_mid_stream_lose_nothing(
         return ready.get("assigned_partitions") == 17 and bool(restored)
 
     try:
-        workers[0].start()
-        workers[0].wait_ready(timeout_s=120)
-        cache_profiles(first, workers[0], data)
-        producing = produce_in_background(first, offline.path, rate=20.0)  # ~30 s of traffic
-        wait_for(lambda: workers[0].scored() >= 60, 60, "the first scores", workers)
-        workers[1].start()
-        joined = lambda: workers[1].assigned() > 0 and workers[1].scored() > 0  # noqa: E731
-        wait_for(joined, 90, "the joiner's scores", workers)
+        producing = join_mid_stream(workers, first, data, offline.path)
         first_scored = workers[0].scored()
         workers[0].stop(signal.SIGTERM)
         left_mid_stream = producing.is_alive()

@@ -19,10 +19,9 @@ from tests.stream.worker_harness import (
     WorkerProcess,
     cache_profiles,
     exactly_once,
+    join_mid_stream,
     offline,
-    produce_in_background,
     running_worker,
-    wait_for,
     worker_settings,
 )
 
@@ -59,14 +58,7 @@ def test_a_worker_joining_mid_stream_under_the_bound_scores_each_event_once(
     workers = [WorkerProcess(settings, tmp_path / f"{name}.log")
                for name, settings in (("a", first), ("b", second))]  # fmt: skip
     try:
-        workers[0].start()
-        workers[0].wait_ready(timeout_s=120)
-        cache_profiles(first, workers[0], data)
-        producing = produce_in_background(first, offline.path, rate=20.0)  # ~30 s of traffic
-        wait_for(lambda: workers[0].scored() >= 60, 60, "the first scores", workers)
-        workers[1].start()
-        joined = lambda: workers[1].assigned() > 0 and workers[1].scored() > 0  # noqa: E731
-        wait_for(joined, 90, "the joiner's scores", workers)
+        producing = join_mid_stream(workers, first, data, offline.path)
         joined_mid_stream = producing.is_alive()
         producing.join(90)
         scores = exactly_once(first, first.topic_scores, [t.txn_id for t in offline.txns])

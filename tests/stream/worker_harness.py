@@ -316,6 +316,22 @@ def produce_in_background(settings: Settings, path: Path, rate: float | None) ->
     return thread
 
 
+def join_mid_stream(workers: list[WorkerProcess], settings: Settings, data: Path, path: Path,
+                    rate: float = 20.0) -> threading.Thread:  # fmt: skip
+    """The first worker alone, its profiles cached; `path` produced at `rate` in the background (600
+    events: ~30 s); the second worker started once the first has scored 60. Returns when the second
+    scores too, with the producing thread (still alive: the join came mid-stream)."""
+    workers[0].start()
+    workers[0].wait_ready(timeout_s=120)
+    cache_profiles(settings, workers[0], data)
+    producing = produce_in_background(settings, path, rate=rate)
+    wait_for(lambda: workers[0].scored() >= 60, 60, "the first scores", workers)
+    workers[1].start()
+    joined = lambda: workers[1].assigned() > 0 and workers[1].scored() > 0  # noqa: E731
+    wait_for(joined, 90, "the joiner's scores", workers)
+    return producing
+
+
 def cache_profiles(settings: Settings, worker: WorkerProcess, data: Path) -> None:
     """Profiles first, awaited: every transaction is then scored with its user's cached embedding."""
     n = len(pd.read_parquet(data / "profiles.parquet"))
