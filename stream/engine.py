@@ -133,8 +133,10 @@ class ScoringEngine:
         reference: bool = False,
         retention_ms: int | None = None,
         inline_max: int = 0,
+        max_lag: int = 0,
     ) -> None:
         self.live = live
+        self.max_lag = max_lag  # events a score may lag its user's last refresh (0: exact; `score_cached`)
         self.inline_max = inline_max  # batches up to this many rows run on the loop's thread (`_call`)
         self.retention_ms = retention_ms  # a state idle longer than this (event time) is forgotten
         self.scorer = scorer
@@ -153,7 +155,6 @@ class ScoringEngine:
         *,
         stale_ok: frozenset[str] = frozenset(),
         in_place: bool = False,
-        max_lag: int = 0,
         late: Mapping[str, Prediction] | None = None,
     ) -> list[Outcome]:
         """Scores `txns` in arrival order; `states` is updated only when the whole batch succeeded.
@@ -169,8 +170,9 @@ class ScoringEngine:
 
         Exact unless told otherwise: an event whose user's cached encoder state is not valid for it is
         encoded in the batch. Users in `stale_ok` (the worker's refresh is behind on them) are scored
-        from their last cached state instead, and their scores carry `state_lag`. `max_lag` > 0 scores
-        every user from a cached state lagging at most that many events (`score_cached`); `late`: the
+        from their last cached state instead, and their scores carry `state_lag`. An engine made with
+        `max_lag` > 0 scores every user from a cached state lagging at most that many events
+        (`score_cached`; the worker's `PANTHER_MAX_STATE_LAG`, the backtest stays exact); `late`: the
         refresh's predictions for users a later batch had written meanwhile (`StateRefresher.take_late`).
 
         Raises ScorerUnavailable when the primary scorer is down and there is no fallback.
@@ -185,12 +187,12 @@ class ScoringEngine:
         states = self._unexpired(states, events)
         copy = not in_place or self.fallback is not None
         try:
-            results, scratch = await self._run(self.scorer, events, states, stale_ok, copy, max_lag, late)
+            results, scratch = await self._run(self.scorer, events, states, stale_ok, copy, late)
         except ScorerUnavailable:
             if self.fallback is None:
                 raise
             degraded = True
-            results, scratch = await self._run(self.fallback, events, states, stale_ok, copy, max_lag, late)
+            results, scratch = await self._run(self.fallback, events, states, stale_ok, copy, late)
         given.update(scratch)
         now = datetime.now(UTC)  # one `processed_at` per batch: its outputs leave together
         return [self._outcome(txn, result, degraded, now) for txn, result in zip(txns, results, strict=True)]
@@ -243,8 +245,7 @@ class ScoringEngine:
 
     async def _run(
         self, scorer: Scorer, events: list[LiveEvent], states: Mapping[str, UserState | bytes],
-        stale_ok: frozenset[str], copy: bool = True, max_lag: int = 0,
-        late: Mapping[str, Prediction] | None = None,
+        stale_ok: frozenset[str], copy: bool = True, late: Mapping[str, Prediction] | None = None,
     ) -> tuple[list[LiveResult], dict[str, UserState]]:  # fmt: skip
         users = {e.user_id for e in events} & states.keys()
         scratch = {user: working_state(states[user], copy) for user in users}
@@ -261,7 +262,7 @@ class ScoringEngine:
         batch = await self._call(
             scorer, len(events), score_cached, refresh_fn, head_fn, live.next_token, live.features,
             self.max_len, scratch, events, live.tags, sequence_dim=scorer.sequence_dim,
-            reason_threshold=self.threshold, stale_ok=stale_ok, max_lag=max_lag, late=late,
+            reason_threshold=self.threshold, stale_ok=stale_ok, max_lag=self.max_lag, late=late,
         )  # fmt: skip
         self.encoder_rows += batch.encoder_rows
         return batch.results, scratch

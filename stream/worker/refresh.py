@@ -15,12 +15,12 @@ Before a batch is scored (`prepare`, then `wait_for`):
 - overloaded (backlog > `backlog_max`): nothing waits; those users are scored from their last refresh
   and their scores carry `state_lag`. The stream never waits on a backlog and never drops an event.
 
-With a lag bound (`max_lag` > 0, `PANTHER_MAX_STATE_LAG`) nothing waits and nothing leaves the queue:
-the batch scores each user from its last refresh while that lags at most `max_lag` events (beyond it,
-the batch encodes the user itself, also past `backlog_max`: the bound is never exceeded, unlike the
-unbounded overload mode above), so the encoder is off the critical path whatever its speed, and a
-user keeps its place in the queue while its events go on arriving (sent to the back on each write, a
-busy user would wait longest).
+With a lag bound (the engine's `max_lag` > 0, `PANTHER_MAX_STATE_LAG`) nothing waits and nothing
+leaves the queue: the engine scores each user from its last refresh while that lags at most `max_lag`
+events (beyond it, the batch encodes the user itself, also past `backlog_max`: the bound is never
+exceeded, unlike the unbounded overload mode above), so the encoder is off the critical path whatever
+its speed, and a user keeps its place in the queue while its events go on arriving (sent to the back
+on each write, a busy user would wait longest).
 
 A state written by a later batch supersedes a refresh of an older one: its bytes are not used. Under a
 lag bound its prediction is kept (`take_late`) — made after more events than the newer state's own, it
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 class BatchPlan:
     stale_ok: frozenset[str]  # scored from their last refresh, with state_lag (overload)
     waiting: frozenset[str]  # being refreshed right now: scored once that call has finished
-    max_lag: int = 0  # every user scored from a refresh lagging at most this many events
     late: dict[str, Prediction] = field(default_factory=dict)  # superseded refreshes' predictions
 
 
@@ -75,10 +74,8 @@ class StateRefresher:
         on_refreshed: Callable[[int, float], None] | None = None,
         generation: Callable[[], Any] = lambda: None,
         on_ready: Callable[[str, bytes | None, bytes, UserState], None] | None = None,
-        max_lag: int = 0,
     ) -> None:
-        self.engine = engine
-        self.max_lag = max_lag  # events a score may lag its user's last refresh (0: exact)
+        self.engine = engine  # its `max_lag`: the lag bound (0: exact)
         self.on_ready = on_ready  # (user, bytes before, ready bytes, the state refreshed): the state memo
         self.backlog_max = backlog_max
         self.batch_max = batch_max
@@ -103,8 +100,8 @@ class StateRefresher:
         (`waiting`: the batch scores the others first, then waits for those: `wait_for`). Under a lag
         bound: nothing of that — the plan carries the bound and the superseded refreshes' predictions."""
         users = set(users)
-        if self.max_lag:  # nothing waits; the bound holds even past `backlog_max`
-            return BatchPlan(frozenset(), frozenset(), self.max_lag, self.take_late(users))
+        if self.engine.max_lag:  # nothing waits; the bound holds even past `backlog_max`
+            return BatchPlan(frozenset(), frozenset(), self.take_late(users))
         if self.backlog > self.backlog_max:
             return BatchPlan(frozenset(u for u in users if u in self.queue or u in self.running), frozenset())
         for user in users & self.queue.keys():
@@ -190,7 +187,7 @@ class StateRefresher:
                 self.on_refreshed(rows, time.perf_counter() - started)
             for user, entry in running.items():
                 if user in self._superseded:
-                    if self.max_lag and isinstance(entry.state, UserState) and entry.state.prediction:
+                    if self.engine.max_lag and isinstance(entry.state, UserState) and entry.state.prediction:
                         self._keep_late(user, entry)
                 else:
                     state: UserState = entry.state  # type: ignore[assignment]

@@ -147,7 +147,8 @@ def build_worker(settings: Settings) -> Worker:
                                        reference.sequence_dim)  # fmt: skip
         primary = ReconnectingTritonScorer(settings, live.model_version, contract, live.head_sha256)
     engine = ScoringEngine(live, primary, settings.alert_threshold, fallback=fallback,
-                           retention_ms=settings.state_retention_ms, inline_max=settings.inline_batch_max)
+                           retention_ms=settings.state_retention_ms, inline_max=settings.inline_batch_max,
+                           max_lag=settings.max_state_lag)  # fmt: skip
     app = create_app(settings)
     channels = declare_channels(app, settings)
     tables = declare_tables(app, settings.partitions,

@@ -65,8 +65,7 @@ class ScoringAgent(BatchAgent):
         self.refresher = StateRefresher(self.engine, self.settings.refresh_backlog,
                                         self.settings.refresh_batch_max, owned, refreshed,
                                         lambda: self.app.consumer_generation_id,
-                                        self.memo.refreshed if self.memo is not None else None,
-                                        self.settings.max_state_lag)  # fmt: skip
+                                        self.memo.refreshed if self.memo is not None else None)  # fmt: skip
         self.decode_profile = ProfileDecoder()
         self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
                                     self.settings.state_sweep_interval_s)
@@ -264,8 +263,7 @@ class ScoringAgent(BatchAgent):
         while True:
             try:  # in place: the states lent from the memo are this batch's to fold into
                 outcomes = await self.engine.score(txns, states, profiles, stale_ok=plan.stale_ok,
-                                                   in_place=memo is not None, max_lag=plan.max_lag,
-                                                   late=plan.late)  # fmt: skip
+                                                   in_place=memo is not None, late=plan.late)  # fmt: skip
                 self.metrics.scorer_up.set(1)
                 return outcomes
             except ScorerUnavailable as exc:

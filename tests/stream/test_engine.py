@@ -108,10 +108,11 @@ def test_a_worker_scoring_through_triton_loads_no_torch(tiny_model: tuple[Path, 
 
 
 class FakeEngine:
-    """Counts refresh calls; each takes `delay` seconds; `fail` makes the next one raise."""
+    """Counts refresh calls; each takes `delay` seconds; `fail` makes the next one raise; `max_lag`: the
+    lag bound the refresher reads from its engine."""
 
-    def __init__(self, delay: float = 0.05) -> None:
-        self.delay, self.calls, self.fail = delay, [], False
+    def __init__(self, delay: float = 0.05, max_lag: int = 0) -> None:
+        self.delay, self.calls, self.fail, self.max_lag = delay, [], False, max_lag
 
     async def refresh(self, states: dict[str, Any], profiles: dict[str, Any]) -> int:
         self.calls.append(sorted(states))
@@ -318,13 +319,13 @@ class Predicting(FakeEngine):
 
 
 async def test_under_a_lag_bound_nothing_waits_and_nothing_leaves_the_queue() -> None:
-    refresher = StateRefresher(FakeEngine(delay=0.2), backlog_max=100, batch_max=1, owned=lambda s: True,  # type: ignore[arg-type]
-                               max_lag=4)  # fmt: skip
+    refresher = StateRefresher(FakeEngine(delay=0.2, max_lag=4), backlog_max=100, batch_max=1,  # type: ignore[arg-type]
+                               owned=lambda s: True)  # fmt: skip
     refresher.submit(entries("a", "b"))  # a: refreshing now; b: queued
     started = asyncio.get_running_loop().time()
     plan = refresher.prepare({"a", "b", "x"})
     await refresher.wait_for(plan.waiting)
-    assert plan.waiting == frozenset() and plan.stale_ok == frozenset() and plan.max_lag == 4
+    assert plan.waiting == frozenset() and plan.stale_ok == frozenset()
     assert asyncio.get_running_loop().time() - started < 0.1
     assert list(refresher.queue) == ["b"] and list(refresher.running) == ["a"]
     refresher.backlog_max = 0  # overloaded: still no unbounded lag, the engine's bound holds
@@ -334,8 +335,8 @@ async def test_under_a_lag_bound_nothing_waits_and_nothing_leaves_the_queue() ->
 
 async def test_a_user_written_again_keeps_its_place_in_the_queue() -> None:
     """A busy user, stale after every batch, would otherwise go to the back each time and wait longest."""
-    refresher = StateRefresher(FakeEngine(delay=0.2), backlog_max=100, batch_max=1, owned=lambda s: True,  # type: ignore[arg-type]
-                               max_lag=4)  # fmt: skip
+    refresher = StateRefresher(FakeEngine(delay=0.2, max_lag=4), backlog_max=100, batch_max=1,  # type: ignore[arg-type]
+                               owned=lambda s: True)  # fmt: skip
     refresher.submit(entries("a", "b", "c", "d"))  # a: refreshing now; b, c, d: queued
     newer = entries("b")
     refresher.written({"b", "c"}, newer)  # b written again and still stale; c written with a valid cache
@@ -347,8 +348,8 @@ async def test_a_user_written_again_keeps_its_place_in_the_queue() -> None:
 async def test_a_superseded_refresh_leaves_its_prediction_under_a_lag_bound(max_lag: int) -> None:
     """Exact (0): a refresh of a state a later batch rewrote is dropped. Under a lag bound its
     prediction — made after more events than the rewritten state's own — goes to the user's next batch."""
-    refresher = StateRefresher(Predicting(delay=0.05), backlog_max=100, batch_max=10, owned=lambda s: True,  # type: ignore[arg-type]
-                               max_lag=max_lag)  # fmt: skip
+    refresher = StateRefresher(Predicting(delay=0.05, max_lag=max_lag), backlog_max=100, batch_max=10,  # type: ignore[arg-type]
+                               owned=lambda s: True)  # fmt: skip
     refresher.submit({"a": Pending(SimpleNamespace(tp="p0"), predicting_state(7), None)})
     await asyncio.sleep(0)
     refresher.written({"a"}, {"a": Pending(SimpleNamespace(tp="p0"), predicting_state(8), None)})
