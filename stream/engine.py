@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -111,15 +111,48 @@ class ProfileDecoder:
         return cached
 
 
-@dataclass(frozen=True)
+class ScoreNumbers(NamedTuple):
+    """What a scored event's `TransactionScore` carries besides its txn and its batch's constants."""
+
+    score: float
+    deviation: float
+    deviation_log: float
+    surprise: float
+    alerted: bool
+    state_lag: int
+
+
 class Outcome:
-    txn: Transaction
-    score: TransactionScore | None  # None for a redelivered txn_id (already scored)
-    alert: Alert | None
+    """One event of a batch: its numbers (None for a redelivered txn_id, already scored), its alert,
+    and its `TransactionScore`, built on first use: the worker writes a batch's score records in bulk
+    from the numbers (`stream.records`) and never needs the object (~2.3 µs an event to validate)."""
+
+    __slots__ = ("_score", "alert", "degraded", "model_version", "numbers", "processed_at", "txn")
+
+    def __init__(self, txn: Transaction, numbers: ScoreNumbers | None, alert: Alert | None = None,
+                 model_version: str = "", degraded: bool = False,
+                 processed_at: datetime | None = None) -> None:  # fmt: skip
+        self.txn, self.numbers, self.alert = txn, numbers, alert
+        self.model_version, self.degraded, self.processed_at = model_version, degraded, processed_at
+        self._score: TransactionScore | None = None
 
     @property
     def duplicate(self) -> bool:
-        return self.score is None
+        return self.numbers is None
+
+    @property
+    def score(self) -> TransactionScore | None:
+        if self.numbers is None:
+            return None
+        if self._score is None:
+            txn, n = self.txn, self.numbers
+            self._score = TransactionScore(
+                txn_id=txn.txn_id, user_id=txn.user_id, event_time=txn.timestamp, score=n.score,
+                deviation=n.deviation, deviation_log=n.deviation_log, surprise=n.surprise,
+                model_version=self.model_version, degraded=self.degraded, alerted=n.alerted,
+                state_lag=n.state_lag, processed_at=self.processed_at or datetime.now(UTC),
+            )  # fmt: skip
+        return self._score
 
 
 class ScoringEngine:
@@ -280,23 +313,11 @@ class ScoringEngine:
 
     def _outcome(self, txn: Transaction, result: LiveResult, degraded: bool, now: datetime) -> Outcome:
         if result.duplicate:
-            return Outcome(txn, None, None)
+            return Outcome(txn, None)
         p_fraud = 0.0 if math.isnan(result.p_fraud) else float(result.p_fraud)
         alerted = p_fraud >= self.threshold
-        score = TransactionScore(
-            txn_id=txn.txn_id,
-            user_id=txn.user_id,
-            event_time=txn.timestamp,
-            score=p_fraud,
-            deviation=float(result.deviation),
-            deviation_log=float(result.deviation_log),
-            surprise=float(result.surprise),
-            model_version=self.live.model_version,
-            degraded=degraded,
-            alerted=alerted,
-            state_lag=int(result.state_lag),
-            processed_at=now,
-        )
+        numbers = ScoreNumbers(p_fraud, float(result.deviation), float(result.deviation_log),
+                               float(result.surprise), alerted, int(result.state_lag))  # fmt: skip
         alert = None
         if alerted:
             alert = Alert(
@@ -305,14 +326,14 @@ class ScoringEngine:
                 event_time=txn.timestamp,
                 score=p_fraud,
                 threshold=self.threshold,
-                deviation=float(result.deviation),
-                deviation_log=float(result.deviation_log),
+                deviation=numbers.deviation,
+                deviation_log=numbers.deviation_log,
                 reasons=self._reasons(result.reasons),
                 model_version=self.live.model_version,
                 degraded=degraded,
                 processed_at=now,
             )
-        return Outcome(txn, score, alert)
+        return Outcome(txn, numbers, alert, self.live.model_version, degraded, now)
 
     def _reasons(self, contributions: np.ndarray | None) -> list[Reason]:
         if contributions is None or len(contributions) == 0:

@@ -207,7 +207,7 @@ async def _score(batch: list[Pending], runs: list[ModelRun], sink: ScoreSink) ->
         kept = []
         keep = np.zeros(len(batch), dtype=bool)
         for i, (item, outcome) in enumerate(zip(batch, outcomes, strict=True)):
-            if outcome.score is None:
+            if outcome.duplicate:
                 run.duplicates += 1
             elif not report[i]:
                 run.warm += 1

@@ -90,7 +90,7 @@ class ScoreSink:
         scenarios = np.empty(n, np.int16)
         times = np.empty(n, np.int64)
         for i, (outcome, partition, offset) in enumerate(outcomes):
-            txn, score = outcome.txn, outcome.score
+            txn, score = outcome.txn, outcome.numbers  # the numbers: no TransactionScore per event
             assert score is not None
             event_ms = epoch_ms(txn.timestamp)
             scores[i], times[i] = score.score, event_ms
@@ -100,7 +100,7 @@ class ScoreSink:
             self.rows.append(
                 {
                     "model": label,
-                    "model_version": score.model_version,
+                    "model_version": outcome.model_version,
                     "txn_id": txn.txn_id,
                     "user_id": txn.user_id,
                     "event_time": event_ms,
@@ -109,7 +109,7 @@ class ScoreSink:
                     "score": score.score,
                     "deviation": score.deviation,
                     "surprise": score.surprise,
-                    "degraded": score.degraded,
+                    "degraded": outcome.degraded,
                     "is_fraud": txn.is_fraud,
                     "fraud_scenario": txn.fraud_scenario,
                     "reasons": json.dumps([r.model_dump() for r in reasons]) if reasons else None,

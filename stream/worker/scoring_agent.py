@@ -23,6 +23,7 @@ import numpy as np
 from models.fraud.state import UserState
 from stream.engine import CachedProfile, ProfileDecoder, ScoringEngine, now_ms
 from stream.events import Transaction
+from stream.records import score_records
 from stream.scoring import ScorerUnavailable
 from stream.worker.batch_agent import BatchAgent
 from stream.worker.decode import dead_letter_outputs, decode_events
@@ -67,8 +68,11 @@ class ScoringAgent(BatchAgent):
                                         lambda: self.app.consumer_generation_id,
                                         self.memo.refreshed if self.memo is not None else None)  # fmt: skip
         self.decode_profile = ProfileDecoder()
-        self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
-                                    self.settings.state_sweep_interval_s)
+        self.sweep = RetentionSweep(
+            self.settings.state_retention_ms,
+            self.settings.state_sweep_keys,
+            self.settings.state_sweep_interval_s,
+        )
 
     async def run(self, stream: Any) -> None:
         try:
@@ -185,25 +189,31 @@ class ScoringAgent(BatchAgent):
         return outcomes, states
 
     def _outputs(self, valid: list[tuple[Any, Transaction]], outcomes: list[Any]) -> list[Output]:
-        """The batch's scores and alerts, each on its input's partition; metrics counted here."""
+        """The batch's scores and alerts, each on its input's partition (the score records encoded in
+        bulk: `stream.records`); metrics counted here, once per batch where a count will do."""
         scores, alerts = self.channels.scores.get_topic_name(), self.channels.alerts.get_topic_name()
+        scored = [(event, outcome) for (event, _), outcome in zip(valid, outcomes, strict=True)
+                  if not outcome.duplicate]  # fmt: skip
+        records = score_records([outcome for _, outcome in scored])
         out: list[Output] = []
         now = time.time()
-        for (event, _), outcome in zip(valid, outcomes, strict=True):
-            if outcome.score is None:
-                self.metrics.events.labels("duplicate").inc()
-                continue
+        observe = self.metrics.lag_seconds.observe
+        degraded = lagged = alerted = 0
+        for (event, outcome), record in zip(scored, records, strict=True):
             key = outcome.txn.user_id.encode()
-            out.append(Output(event, scores, key, outcome.score.to_json_bytes()))
-            self.metrics.events.labels("scored").inc()
-            if outcome.score.degraded:
-                self.metrics.degraded.inc()
-            if outcome.score.state_lag:
-                self.metrics.lagged.inc()
+            out.append(Output(event, scores, key, record))
+            degraded += outcome.degraded
+            lagged += outcome.numbers.state_lag > 0
             if outcome.alert is not None:
                 out.append(Output(event, alerts, key, outcome.alert.to_json_bytes()))
-                self.metrics.alerts.inc()
-            self.metrics.lag_seconds.observe(max(now - event.message.timestamp, 0.0))
+                alerted += 1
+            observe(max(now - event.message.timestamp, 0.0))
+        metrics = self.metrics
+        metrics.events.labels("duplicate").inc(len(valid) - len(scored))
+        metrics.events.labels("scored").inc(len(scored))
+        metrics.degraded.inc(degraded)
+        metrics.lagged.inc(lagged)
+        metrics.alerts.inc(alerted)
         return out
 
     def _load_states(self, source: dict[str, Any]) -> dict[str, UserState | bytes]:
