@@ -167,8 +167,12 @@ class ScoringEngine:
         retention_ms: int | None = None,
         inline_max: int = 0,
         max_lag: int = 0,
+        cache_next: bool = True,
     ) -> None:
         self.live = live
+        # False: a batch's encoder call leaves the next-event caches of the users it encoded to the
+        # refresh behind the stream (the worker's `StateRefresher`), off the critical path
+        self.cache_next = cache_next
         self.max_lag = max_lag  # events a score may lag its user's last refresh (0: exact; `score_cached`)
         self.inline_max = inline_max  # batches up to this many rows run on the loop's thread (`_call`)
         self.retention_ms = retention_ms  # a state idle longer than this (event time) is forgotten
@@ -296,6 +300,7 @@ class ScoringEngine:
             scorer, len(events), score_cached, refresh_fn, head_fn, live.next_token, live.features,
             self.max_len, scratch, events, live.tags, sequence_dim=scorer.sequence_dim,
             reason_threshold=self.threshold, stale_ok=stale_ok, max_lag=self.max_lag, late=late,
+            cache_next=self.cache_next,
         )  # fmt: skip
         self.encoder_rows += batch.encoder_rows
         return batch.results, scratch

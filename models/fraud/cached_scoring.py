@@ -96,6 +96,7 @@ def score_cached(
     stale_ok: Collection[str] = (),
     max_lag: int = 0,
     late: Mapping[str, Prediction] | None = None,
+    cache_next: bool = True,
 ) -> CachedBatch:
     """Score a micro-batch in arrival order and update `states` in place (new users get a fresh state).
 
@@ -103,7 +104,10 @@ def score_cached(
     at most that many events is scored from it (the result records the lag); only beyond it is the
     window encoded here. `late`: predictions a refresh made for an earlier state of the user after a
     later batch had already written a newer one; a user's state adopts one when it is newer than its
-    own (same model and profile are checked where it is used, like any cached prediction)."""
+    own (same model and profile are checked where it is used, like any cached prediction).
+    `cache_next=False` leaves out the final windows of step 2: the encoded users' caches for their
+    next events are then left stale, for a refresh behind the stream to make (the live worker's, off
+    the critical path), instead of being made in the batch's own encoder call."""
     b, d = len(events), table.items.shape[1]
     results: list[LiveResult | None] = [None] * b
     features = np.zeros((b, schema.width), dtype=np.float32)
@@ -142,7 +146,7 @@ def score_cached(
         fold(state, txn, schema.state)
         scored.append(i)
     refreshed, encoder_rows = _catch_up(refresh_fn, needs, states, max_len, tags, profile_tags, hidden, lse,
-                                        sequence)  # fmt: skip
+                                        sequence, cache_next)  # fmt: skip
     if not scored:
         return CachedBatch([r for r in results if r is not None], refreshed, encoder_rows)
 
@@ -202,12 +206,13 @@ def _cache(state: UserState, tag: int, ptag: int, h: np.ndarray, norm: float, se
 def _catch_up(
     refresh_fn: CallFn, needs: list[_Need], states: Mapping[str, UserState], max_len: int, tags: ModelTags,
     profile_tags: Mapping[str, int], hidden: np.ndarray, lse: np.ndarray, sequence: np.ndarray,
+    cache_next: bool = True,
 ) -> tuple[frozenset[str], int]:  # fmt: skip
-    """Encoder states of the windows without a valid cache, and of those users' final windows (their
-    cache for the next event) in the same call. → (users cached, rows run)."""
+    """Encoder states of the windows without a valid cache, and (`cache_next`) of those users' final
+    windows (their cache for the next event) in the same call. → (users cached, rows run)."""
     if not needs:
         return frozenset(), 0
-    last_profile = {n.user: n.profile for n in needs}
+    last_profile = {n.user: n.profile for n in needs} if cache_next else {}
     needs = needs + [_Need(-1, user, states[user].window_tokens(None, max_len), profile)
                      for user, profile in last_profile.items()]  # fmt: skip
     rows, found = _encode(refresh_fn, needs)

@@ -148,7 +148,7 @@ def build_worker(settings: Settings) -> Worker:
         primary = ReconnectingTritonScorer(settings, live.model_version, contract, live.head_sha256)
     engine = ScoringEngine(live, primary, settings.alert_threshold, fallback=fallback,
                            retention_ms=settings.state_retention_ms, inline_max=settings.inline_batch_max,
-                           max_lag=settings.max_state_lag)  # fmt: skip
+                           max_lag=settings.max_state_lag, cache_next=False)  # fmt: skip
     app = create_app(settings)
     channels = declare_channels(app, settings)
     tables = declare_tables(app, settings.partitions,

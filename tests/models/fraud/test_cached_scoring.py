@@ -107,6 +107,23 @@ def test_cached_scores_equal_full_window_scores(tiny, variant: FraudScorer) -> N
             assert rows == 2 * len({e.user_id for e in events})
 
 
+def test_next_event_caches_left_to_the_refresh_change_no_score(tiny, variant: FraudScorer) -> None:
+    """`cache_next=False` (the worker): the batch encodes only the windows it scores from, and the
+    refresh after it makes the next-event caches: the same scores, fewer critical-path rows."""
+    events, _ = live_events(tiny, variant)
+    events = events[:600]
+    reference = run_reference(variant, batches_of(events, 64), {})
+    _, rows = run_cached(variant, batches_of(events, 64), {})
+    deferred, fewer = run_cached(variant, batches_of(events, 64), {}, cache_next=False)
+    assert_same(deferred, reference)
+    assert fewer < rows
+    user = events[0].user_id
+    own = [e for e in events if e.user_id == user][:3]
+    states: dict[str, UserState] = {}
+    run_cached(variant, [own[:1]], states, refresh=False, cache_next=False)
+    assert states[user].prediction is None  # its first event encoded, its next cache left stale
+
+
 def test_one_encoder_row_per_user_in_a_batch_while_the_window_grows(tiny, variant: FraudScorer) -> None:
     events, _ = live_events(tiny, variant)
     user = events[0].user_id
