@@ -11,7 +11,7 @@ from stream.engine import ScoringEngine
 from stream.settings import Settings
 from stream.worker.batches import channel_batches, natural_batches
 from stream.worker.channels import Channels
-from stream.worker.fetch import bound_long_poll, direct_hand_off
+from stream.worker.fetch import bound_long_poll, direct_hand_off, raw_decode
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.recovery import ask_the_broker
 from stream.worker.sequence import PartitionSequencer, keep_every_record
@@ -80,6 +80,7 @@ class BatchAgent:
         batches = natural_batches
         if self.settings.ingest == "direct":
             direct_hand_off(self.app.consumer)
+            raw_decode(stream.channel)
             batches = channel_batches
         self.committer.install()
         async for events in batches(stream, self.settings.batch_max, self.settings.batch_within_s):

@@ -8,13 +8,15 @@ import time
 import warnings
 from types import SimpleNamespace
 
+import faust
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from faust.types.tuples import Message
 from mode import Service
 
-from stream.worker.fetch import DirectHandOff, bound_long_poll, direct_hand_off, set_fetch_wait
+from stream.worker.fetch import DirectHandOff, bound_long_poll, direct_hand_off, raw_decode, set_fetch_wait
 
 
 class FakeConsumer(Service):
@@ -179,3 +181,30 @@ def test_the_fetch_wait_is_set_on_the_consumer_the_thread_creates_and_on_one_it_
     bound_long_poll(SimpleNamespace(_thread=thread), 20, 4096)
     assert running._fetch_max_wait_ms == running._fetcher._fetch_max_wait_ms == 20
     assert running._fetch_min_bytes == running._fetcher._fetch_min_bytes == 4096
+
+
+def _message(key: bytes | None, value: bytes | None, headers: list) -> Message:
+    return Message("t", 0, 7, 1.5, 0, headers, key, value, None)
+
+
+async def test_the_raw_decode_makes_the_event_fausts_decode_makes() -> None:
+    app = faust.App("raw-decode-test", broker="kafka://127.0.0.1:1")
+    channel = app.topic("t", key_serializer="raw", value_serializer="raw").clone(is_iterator=True)
+    faust_decode = channel.decode
+    assert raw_decode(channel) is channel.decode is raw_decode(channel)  # installed once
+    records = [(b"u1", b'{"a": 1}', []), (None, None, []), (b"", b"\x00\xff", [("h", b"v")])]
+    for key, value, headers in records:
+        message = _message(key, value, headers)
+        mine, theirs = await channel.decode(message), await faust_decode(message, propagate=True)
+        assert type(mine) is type(theirs)
+        assert (mine.key, mine.value, mine.headers, mine.message) == (
+            theirs.key, theirs.value, theirs.headers, theirs.message
+        )  # fmt: skip
+
+
+def test_the_raw_decode_is_not_installed_on_typed_or_other_codecs() -> None:
+    app = faust.App("raw-decode-typed", broker="kafka://127.0.0.1:1")
+    typed = app.topic("t", key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    for channel in (app.topic("t", key_serializer="raw", value_serializer="json"), typed):
+        before = channel.decode
+        assert raw_decode(channel) is None and channel.decode is before
