@@ -133,11 +133,15 @@ class ScoringAgent(BatchAgent):
                 *((source[user_id], user_id.encode(), raw) for user_id, raw in packed.items()),
                 *((event, user_id.encode(), raw) for user_id, event, raw in behind if user_id not in source),
             ], wal=wal)  # fmt: skip
-            busy = {user_id.encode() for user_id in source} | {user_id.encode() for user_id, _, _ in behind}
+            # The batch's own users are spared; a refreshed state written behind them is not: it is
+            # only a cache, and a user idle past the retention goes, its pending refresh with it.
+            busy = {user_id.encode() for user_id in source}
             partitions = {event.message.partition: event for event in events}.values()
             deleted = self.sweep.deleted
             evicted = self.sweep.deletions(windows, embeddings, partitions, busy)
             self.metrics.evicted.inc(self.sweep.deleted - deleted)
+            gone = windows.changelog_topic.get_topic_name()
+            self.refresher.written({out.key.decode() for out in evicted if out.topic == gone and out.key})
             return changelog + evicted
 
         def refresh_behind() -> None:
