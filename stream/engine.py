@@ -133,7 +133,8 @@ class Outcome:
                  model_version: str = "", degraded: bool = False,
                  processed_at: datetime | None = None) -> None:  # fmt: skip
         self.txn, self.numbers, self.alert = txn, numbers, alert
-        self.model_version, self.degraded, self.processed_at = model_version, degraded, processed_at
+        self.model_version, self.degraded = model_version, degraded
+        self.processed_at = processed_at or datetime.now(UTC)  # the engine gives its batch's one
         self._score: TransactionScore | None = None
 
     @property
@@ -150,7 +151,7 @@ class Outcome:
                 txn_id=txn.txn_id, user_id=txn.user_id, event_time=txn.timestamp, score=n.score,
                 deviation=n.deviation, deviation_log=n.deviation_log, surprise=n.surprise,
                 model_version=self.model_version, degraded=self.degraded, alerted=n.alerted,
-                state_lag=n.state_lag, processed_at=self.processed_at or datetime.now(UTC),
+                state_lag=n.state_lag, processed_at=self.processed_at,
             )  # fmt: skip
         return self._score
 

@@ -68,11 +68,8 @@ class ScoringAgent(BatchAgent):
                                         lambda: self.app.consumer_generation_id,
                                         self.memo.refreshed if self.memo is not None else None)  # fmt: skip
         self.decode_profile = ProfileDecoder()
-        self.sweep = RetentionSweep(
-            self.settings.state_retention_ms,
-            self.settings.state_sweep_keys,
-            self.settings.state_sweep_interval_s,
-        )
+        self.sweep = RetentionSweep(self.settings.state_retention_ms, self.settings.state_sweep_keys,
+                                    self.settings.state_sweep_interval_s)  # fmt: skip
 
     async def run(self, stream: Any) -> None:
         try:
